@@ -1,0 +1,62 @@
+# fibinet-tutorial: `make run` and `make test` set everything up on their own.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# e.g. PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu" for a
+# CPU-only torch on machines whose PyPI torch is the large CUDA build
+PIP_EXTRA ?=
+KERNEL := fibinet-tutorial
+STAMP := $(VENV)/.setup-done
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+OUT ?= runs/default
+
+.PHONY: help setup run test unit notebooks-test notebooks lint bench clean
+
+help:
+	@echo "make run        set up, then train FiBiNET, DeepFM and LR on the built-in data"
+	@echo "make test       set up, then lint, unit tests and every notebook"
+	@echo "make bench      speed and memory benchmarks -> benchmarks/RESULTS.md"
+	@echo "make notebooks  re-execute every notebook from its .md source, keep outputs"
+
+$(STAMP): requirements-lock.txt pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 9), "need Python >= 3.9"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(PIP_EXTRA) -r requirements-lock.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) \
+		--display-name "Python 3 (fibinet-tutorial)" >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(PY) -m fibinet_tutorial.train --out $(OUT)
+
+test: setup lint unit notebooks-test
+
+lint: setup
+	$(PY) -m ruff check .
+
+unit: setup
+	$(PY) -m pytest tests
+
+notebooks-test: setup
+	$(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=600 $(NOTEBOOKS)
+
+# The .md files are the source: rebuild each .ipynb from it and execute it.
+notebooks: setup
+	for nb in $(sort $(wildcard notebooks/[0-9]*.md)); do \
+		$(PY) -m jupytext --quiet --update --to ipynb $$nb || exit 1; done
+	$(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=600 \
+		--overwrite $(NOTEBOOKS)
+	$(PY) -m fibinet_tutorial.notebook_tools clean $(NOTEBOOKS)
+
+bench: setup
+	$(PY) benchmarks/bench_layers.py > benchmarks/.layers.md
+	$(PY) benchmarks/bench_data.py > benchmarks/.data.md
+	cat benchmarks/.layers.md benchmarks/.data.md > benchmarks/RESULTS.md
+	rm benchmarks/.layers.md benchmarks/.data.md
+	cat benchmarks/RESULTS.md
+
+clean:
+	rm -rf $(VENV) runs notebooks/runs .pytest_cache

@@ -1,0 +1,204 @@
+"""Speed of the fast bilinear layer and of a full FiBiNET training step.
+
+Everything is timed side by side in this one process, interleaved round by
+round, and reported as medians and ratios, so a busy machine slows both sides
+of a ratio alike. Prints a markdown report; `make bench` saves it to
+benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from datetime import date
+
+import torch
+from torch import nn
+
+from fibinet_tutorial.cpu import keep_freed_memory, make_adam
+from fibinet_tutorial.criteo import CRITEO_CARDINALITIES
+from fibinet_tutorial.layers import BilinearInteraction, BilinearInteractionLoop
+from fibinet_tutorial.models import DeepFM, FiBiNET
+
+BATCH, N_NUM, N_CAT, D_EMBED = 2048, 13, 26, 8
+NUM_FIELDS = N_NUM + N_CAT
+TYPES = ("field_all", "field_each", "field_interaction")
+
+
+def interleaved_medians(fns: dict, rounds: int) -> dict:
+    """Median milliseconds of each function, timed round-robin."""
+    for fn in fns.values():  # warm-up: allocations, lazy init
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(1000 * (time.perf_counter() - start))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+class FuxiCTRStyleBilinear(nn.Module):
+    """FuxiCTR v2's approach (triu_indices + index_select), for context only."""
+
+    def __init__(self, layer: BilinearInteraction):
+        super().__init__()
+        self.layer = layer
+        i, j = torch.triu_indices(layer.num_fields, layer.num_fields, offset=1)
+        self.register_buffer("i", i)
+        self.register_buffer("j", j)
+
+    def forward(self, x):
+        w = self.layer.weight
+        if self.layer.bilinear_type == "field_all":
+            vi = x.index_select(1, self.i) @ w[0]
+        elif self.layer.bilinear_type == "field_each":
+            u = torch.einsum("bfc,fck->bfk", x, w)
+            vi = u.index_select(1, self.i)
+        else:
+            vi = torch.einsum("bpc,pck->bpk", x.index_select(1, self.i), w)
+        return vi * x.index_select(1, self.j)
+
+
+def forward_backward(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor):
+    """One closure: the layer's forward and backward with a given gradient."""
+    return lambda: layer(x).backward(grad)
+
+
+def bench_bilinear(rounds: int) -> list[str]:
+    rows = [
+        "| bilinear_type | loop (ms) | fast (ms) | **loop / fast** | fast, row-major "
+        "grad (ms) | FuxiCTR-style (ms) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for bilinear_type in TYPES:
+        torch.manual_seed(0)
+        fast = BilinearInteraction(NUM_FIELDS, D_EMBED, bilinear_type)
+        loop = BilinearInteractionLoop(NUM_FIELDS, D_EMBED, bilinear_type)
+        loop.weight = fast.weight
+        fuxi = FuxiCTRStyleBilinear(fast)
+        x = torch.randn(BATCH, NUM_FIELDS, D_EMBED, requires_grad=True)
+        with torch.no_grad():
+            out_fast = fast(x)
+        # A gradient arrives in the layout of the tensor it belongs to (nn.Linear,
+        # elementwise ops and flatten all keep it); randn_like does the same.
+        grad_fast = torch.randn_like(out_fast)
+        grad_rows = torch.randn(out_fast.shape)  # row-major: needs a transpose
+        ms = interleaved_medians(
+            {
+                "loop": forward_backward(loop, x, grad_rows),
+                "fast": forward_backward(fast, x, grad_fast),
+                "fast_rows": forward_backward(fast, x, grad_rows),
+                "fuxi": forward_backward(fuxi, x, grad_rows),
+            },
+            rounds,
+        )
+        rows.append(
+            f"| {bilinear_type} | {ms['loop']:.1f} | {ms['fast']:.1f} | "
+            f"**{ms['loop'] / ms['fast']:.1f}x** | {ms['fast_rows']:.1f} | "
+            f"{ms['fuxi']:.1f} |"
+        )
+    return rows
+
+
+def train_step(net: nn.Module, x, y):
+    """One closure doing forward, backward and an Adam step."""
+    optimizer = make_adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_train_step(rounds: int) -> list[str]:
+    torch.manual_seed(0)
+    cats = list(CRITEO_CARDINALITIES)
+    x = (
+        torch.randn(BATCH, N_NUM),
+        torch.stack([torch.randint(0, c, (BATCH,)) for c in cats], dim=1),
+    )
+    y = torch.randint(0, 2, (BATCH,)).float()
+    seed_config = dict(
+        d_embed=D_EMBED,
+        mlp_layers=(128, 64, 32),
+        mlp_dropout=0.25,
+        bilinear_type="field_all",
+        shared_bilinear=True,
+    )
+    fast = FiBiNET(N_NUM, cats, fast=True, **seed_config)
+    loop = FiBiNET(N_NUM, cats, fast=False, **seed_config)
+    deepfm = DeepFM(N_NUM, cats, D_EMBED, (128, 64, 32), 0.25)
+    d_in = NUM_FIELDS * (NUM_FIELDS - 1) * D_EMBED
+    first_layer = nn.Linear(d_in, 128)
+    x_first = torch.randn(BATCH, d_in, requires_grad=True)  # needs its gradient too
+    ms = interleaved_medians(
+        {
+            "fast": train_step(fast, x, y),
+            "loop": train_step(loop, x, y),
+            "deepfm": train_step(deepfm, x, y),
+            "floor": lambda: first_layer(x_first).sum().backward(),
+        },
+        rounds,
+    )
+    return [
+        "| step (forward + backward + Adam) | ms | fast FiBiNET is |",
+        "|---|---:|---:|",
+        f"| FiBiNET, fast bilinear | {ms['fast']:.0f} | 1.00x |",
+        f"| FiBiNET, loop bilinear | {ms['loop']:.0f} | "
+        f"**{ms['loop'] / ms['fast']:.2f}x faster** |",
+        f"| DeepFM | {ms['deepfm']:.0f} | {ms['fast'] / ms['deepfm']:.2f}x slower |",
+        f"| first MLP layer alone ({d_in:,} -> 128, fwd + bwd) | {ms['floor']:.0f} | "
+        f"{ms['fast'] / ms['floor']:.2f}x the floor |",
+    ]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    lines = [
+        "## Bilinear layer and training step",
+        "",
+        f"Measured {date.today()} by `benchmarks/bench_layers.py`: torch "
+        f"{torch.__version__}, {args.threads} threads, {platform.processor() or '?'} "
+        f"({platform.machine()}), batch {BATCH}, {NUM_FIELDS} fields "
+        f"({N_NUM} numeric + {N_CAT} categorical), d_embed {D_EMBED}. Medians of "
+        f"{args.rounds} interleaved rounds.",
+        "",
+    ]
+    for title, setup in (
+        ("glibc's default allocator", None),
+        (
+            "freed memory kept for reuse (`fibinet_tutorial.cpu.keep_freed_memory`)",
+            keep_freed_memory,
+        ),
+    ):
+        if setup is not None and not setup():
+            lines += [f"### With {title}", "", "(not available here)", ""]
+            continue
+        lines += [f"### With {title}", "", "Bilinear layer, forward + backward:", ""]
+        lines += bench_bilinear(args.rounds)
+        lines += [
+            "",
+            "Full training step at the seed's Criteo configuration (field_all, "
+            "shared bilinear, MLP [128, 64, 32], dropout 0.25, Criteo's "
+            f"{sum(CRITEO_CARDINALITIES):,} categories after min-count 10, fused "
+            "Adam):",
+            "",
+        ]
+        lines += bench_train_step(max(3, args.rounds // 2))
+        lines.append("")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

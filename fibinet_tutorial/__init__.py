@@ -1,0 +1,1 @@
+"""FiBiNET tutorial helper package."""

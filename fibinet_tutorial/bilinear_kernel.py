@@ -1,0 +1,142 @@
+"""The fast bilinear interaction: a hand-written forward and backward.
+
+`layers.BilinearInteractionLoop` is the formula as it reads: one small matrix
+product per field pair, 741 pairs for Criteo's 39 fields. Autograd then records
+a few thousand tiny operations per call, and that bookkeeping, not arithmetic,
+is what makes it slow. This module computes the same numbers with one
+operation per *row* of pairs and writes the backward pass by hand.
+
+Two choices make it fast on a CPU (measured in `benchmarks/bench_layers.py`):
+
+1. Rows of pairs. With pairs in `itertools.combinations` order, the pairs
+   (i, i+1), (i, i+2), ... (i, F-1) are consecutive, so row i of the output is
+   one broadcast product `u_i * e[i+1:]` written straight into its slice.
+   F-1 operations instead of F(F-1)/2, and no gather/scatter (whose backward
+   passes are slow on CPU).
+2. Batch innermost. Tensors live as `[S, F, d, N]` (N = batch), so every
+   elementwise kernel runs over long contiguous runs of N numbers instead of
+   runs of d = 8. The layer hands its output back as a *view* `[N, S, P, d]`
+   of that memory; `flatten(1)` on it stays a view, which `nn.Linear` consumes
+   directly and whose gradient PyTorch returns in the same layout.
+
+Shapes: e `[S, F, d, N]`, weight `[S_w, n, d, d]` with S_w in {1, S} and
+n = 1, F or P = F(F-1)/2 for field_all, field_each and field_interaction.
+Pair p = (i, j) using matrix m gives `(v_i @ weight[m]) * v_j`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+BILINEAR_TYPES = ("field_all", "field_each", "field_interaction")
+
+
+def row_offsets(num_fields: int) -> list[int]:
+    """Index of pair (i, i+1) for each i, in combinations order."""
+    offsets, o = [], 0
+    for i in range(num_fields - 1):
+        offsets.append(o)
+        o += num_fields - 1 - i
+    return offsets
+
+
+def _sum_to(grad: torch.Tensor, s_w: int) -> torch.Tensor:
+    """Sum a per-branch weight gradient [S, ...] down to a shared one [1, ...]."""
+    return grad.sum(0, keepdim=True) if s_w == 1 and grad.shape[0] != 1 else grad
+
+
+class _RowsSharedMatrix(torch.autograd.Function):
+    """field_all / field_each: u_i = e_i transformed once per field, then rows."""
+
+    @staticmethod
+    def forward(ctx, e, weight):
+        S, F, d, N = e.shape
+        wt = weight.transpose(-1, -2)  # u = W^T e in the column layout
+        u = torch.matmul(wt, e)  # [S, F, d, N] (weight broadcast over F if n=1)
+        out = e.new_empty(S, F * (F - 1) // 2, d, N)
+        for i, o in enumerate(row_offsets(F)):
+            n = F - 1 - i
+            torch.mul(u[:, i : i + 1], e[:, i + 1 :], out=out[:, o : o + n])
+        ctx.save_for_backward(e, weight, u)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        e, weight, u = ctx.saved_tensors
+        S, F, d, N = e.shape
+        g = grad_out.contiguous()  # a no-op when it arrives in our layout
+        grad_u = torch.zeros_like(u)
+        grad_e = torch.zeros_like(e)
+        tmp = e.new_empty(S, max(F - 1, 1), d, N)  # reused: stays in cache
+        for i, o in enumerate(row_offsets(F)):
+            n = F - 1 - i
+            g_row = g[:, o : o + n]
+            # d out / d u_i = sum over the row of g * e_j
+            torch.mul(g_row, e[:, i + 1 :], out=tmp[:, :n])
+            torch.sum(tmp[:, :n], dim=1, out=grad_u[:, i])
+            # d out / d e_j = g * u_i for every j in the row
+            grad_e[:, i + 1 :].addcmul_(g_row, u[:, i : i + 1])
+        grad_e += torch.matmul(weight, grad_u)
+        # d u / d W: u[k] = sum_c W[c, k] e[c]  ->  dW[c, k] = sum e[c] du[k]
+        if weight.shape[1] == 1:  # field_all: one matrix for every field
+            grad_w = torch.einsum("sfcn,sfkn->sck", e, grad_u).unsqueeze(1)
+        else:  # field_each: one matrix per field
+            grad_w = torch.einsum("sfcn,sfkn->sfck", e, grad_u)
+        return grad_e, _sum_to(grad_w, weight.shape[0])
+
+
+class _RowsPairMatrix(torch.autograd.Function):
+    """field_interaction: a matrix per pair; row i is one (n*d x d) @ (d x N)."""
+
+    @staticmethod
+    def forward(ctx, e, weight):
+        S, F, d, N = e.shape
+        # wt[:, p] = W_p^T, so the rows of pair matrices stack into [n*d, d]
+        wt = weight.transpose(-1, -2).contiguous()
+        out = e.new_empty(S, F * (F - 1) // 2, d, N)
+        u_buf = e.new_empty(S, max(F - 1, 1) * d, N)  # reused: stays in cache
+        for i, o in enumerate(row_offsets(F)):
+            n = F - 1 - i
+            w_row = wt[:, o : o + n].reshape(wt.shape[0], n * d, d)
+            u_row = torch.matmul(w_row, e[:, i], out=u_buf[:, : n * d])
+            torch.mul(u_row.view(S, n, d, N), e[:, i + 1 :], out=out[:, o : o + n])
+        ctx.save_for_backward(e, weight)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        e, weight = ctx.saved_tensors
+        S, F, d, N = e.shape
+        s_w = weight.shape[0]
+        g = grad_out.contiguous()
+        wt = weight.transpose(-1, -2).contiguous()
+        grad_e = torch.zeros_like(e)
+        grad_wt = torch.empty(S, *wt.shape[1:], dtype=wt.dtype, device=wt.device)
+        u_buf = e.new_empty(S, max(F - 1, 1) * d, N)  # reused: stay in cache
+        gu_buf = torch.empty_like(u_buf)
+        for i, o in enumerate(row_offsets(F)):
+            n = F - 1 - i
+            g_row = g[:, o : o + n]
+            w_row = wt[:, o : o + n].reshape(s_w, n * d, d)
+            # recompute u for this row instead of storing [S, P, d, N] in forward
+            u_row = torch.matmul(w_row, e[:, i], out=u_buf[:, : n * d])
+            grad_e[:, i + 1 :].addcmul_(g_row, u_row.view(S, n, d, N))
+            grad_u = gu_buf[:, : n * d]
+            torch.mul(g_row, e[:, i + 1 :], out=grad_u.view(S, n, d, N))
+            grad_e[:, i] += torch.matmul(w_row.transpose(-1, -2), grad_u)
+            torch.matmul(
+                grad_u,
+                e[:, i].transpose(-1, -2),
+                out=grad_wt[:, o : o + n].view(S, n * d, d),
+            )
+        return grad_e, _sum_to(grad_wt, s_w).transpose(-1, -2)
+
+
+def bilinear_pairs(e: torch.Tensor, weight: torch.Tensor, bilinear_type: str):
+    """Bilinear products of every field pair, batch-innermost layout.
+
+    e: [S, F, d, N] contiguous; weight: [S_w, n, d, d] -> [S, F*(F-1)/2, d, N].
+    """
+    if bilinear_type == "field_interaction":
+        return _RowsPairMatrix.apply(e, weight)
+    return _RowsSharedMatrix.apply(e, weight)
