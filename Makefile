@@ -43,13 +43,9 @@ unit: setup
 notebooks-test: setup
 	$(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=600 $(NOTEBOOKS)
 
-# The .md files are the source: rebuild each .ipynb from it and execute it.
+# The .md files are the source: rebuild each .ipynb from it, execute, clean.
 notebooks: setup
-	for nb in $(sort $(wildcard notebooks/[0-9]*.md)); do \
-		$(PY) -m jupytext --quiet --update --to ipynb $$nb || exit 1; done
-	$(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=600 \
-		--overwrite $(NOTEBOOKS)
-	$(PY) -m fibinet_tutorial.notebook_tools clean $(NOTEBOOKS)
+	$(PY) tools/notebooks.py build
 
 bench: setup
 	$(PY) benchmarks/bench_layers.py > benchmarks/.layers.md

@@ -44,6 +44,9 @@ class NumEmbedding(nn.Module):
     def forward(self, x_num: torch.Tensor) -> torch.Tensor:
         return x_num.unsqueeze(-1) * self.weight
 
+    def extra_repr(self) -> str:
+        return f"num_fields={self.weight.shape[0]}, d_embed={self.weight.shape[1]}"
+
 
 class CatEmbedding(nn.Module):
     """Embeddings of categorical fields from one table with per-field offsets.
@@ -97,10 +100,10 @@ class MLP(nn.Module):
             ]
             d_in = d
         layers.append(nn.Linear(d_in, d_out))
-        self.mlp = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)
+        return self.layers(x)
 
 
 class SENetAttention(nn.Module):
@@ -195,8 +198,9 @@ class BilinearInteraction(_BilinearBase):
     x: [B, F, d] -> [B, F*(F-1)/2, d], pairs in itertools.combinations order.
     x: [B, S, F, d] -> [B, S, P, d] applies the same weights to S stacks
     (FiBiNET's raw and SENet-weighted embeddings) in one call.
-    The output is a view with the batch innermost in memory; use `reshape`
-    or `flatten`, not `view`, to change its shape.
+    The output is a view whose batch dimension is innermost in memory;
+    `flatten(1)` keeps it a view (a `view` that merges the batch dimension
+    with others cannot, use `reshape` there).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -87,7 +87,7 @@ def _copy_seed_style_weights(ours, seed):
         ours.senet.excitation[2].weight.copy_(seed.se2.weight)
         # nn.Linear computes v @ W.T, our layout v @ W: transpose each matrix
         ours.bilinear.weight.copy_(torch.stack([lin.weight.T for lin in seed.bl]))
-        ours.mlp.mlp.load_state_dict(seed.mlp.state_dict())
+        ours.mlp.layers.load_state_dict(seed.mlp.state_dict())
 
 
 def _batch(n_num, cats, batch=16, seed=0):
@@ -145,7 +145,7 @@ def test_shared_fibinet_reproduces_the_seed_code(bilinear_type):
         layers = seed.bilinear.bilinear_layer
         layers = [layers] if isinstance(layers, nn.Linear) else list(layers)
         ours.bilinear.weight.copy_(torch.stack([lin.weight.T for lin in layers]))
-        ours.mlp.mlp.load_state_dict(seed.mlp.mlp.state_dict())
+        ours.mlp.layers.load_state_dict(seed.mlp.mlp.state_dict())
     seed.eval()
     ours.eval()
     x = _batch(3, cats)
@@ -199,7 +199,7 @@ def test_models_with_only_one_kind_of_field(d_numerical, cats):
 
 def test_fibinet_mlp_input_is_f_times_f_minus_one_times_d():
     net = FiBiNET(13, [10] * 26, 8, (128, 64, 32), 0.25)
-    assert net.mlp.mlp[0].in_features == 39 * 38 * 8 == 11856
+    assert net.mlp.layers[0].in_features == 39 * 38 * 8 == 11856
 
 
 def test_field_importance_shape_and_names():

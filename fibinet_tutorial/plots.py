@@ -1,0 +1,282 @@
+"""Figures for the notebooks and the main job (matplotlib, made by code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+
+
+def _axes(ax, figsize=(6, 3.5)):
+    """Use the given axes, or a new figure's (no pyplot: works without a display)."""
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def plot_history(history: pd.DataFrame, metric: str = "loss", ax=None, label=""):
+    """Training and validation curves of one metric over epochs."""
+    fig, ax = _axes(ax)
+    for stage, style in (("train", "o--"), ("val", "o-")):
+        key = f"{stage}_{metric}"
+        if key in history:
+            name = f"{label} {stage}".strip()
+            ax.plot(history["epoch"], history[key], style, label=name, markersize=4)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: training and validation")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
+    """Loss and AUC per epoch for several models, side by side."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for name, history in histories.items():
+        for ax, metric in zip(axes, ("loss", "auc")):
+            plot_history(history, metric, ax=ax, label=name)
+    return fig
+
+
+def plot_field_importance(
+    weights: pd.Series, strengths: dict[str, float] | None = None, ax=None
+) -> Figure:
+    """SENet's mean weight per field; bars coloured by the known truth if given.
+
+    strengths: field -> how much the true click model uses it (0 = pure noise).
+    """
+    fig, ax = _axes(ax, figsize=(11, 3.5))
+    fields = list(weights.index)
+    colors = "tab:blue"
+    if strengths is not None:
+        colors = [
+            "tab:orange" if strengths.get(f, 0) > 0 else "tab:gray" for f in fields
+        ]
+    ax.bar(range(len(fields)), weights.to_numpy(), color=colors)
+    ax.set_xticks(range(len(fields)), fields, rotation=90, fontsize=8)
+    ax.set_ylabel("mean SENet weight")
+    ax.set_title("SENet field importance")
+    if strengths is not None:
+        from matplotlib.patches import Patch
+
+        ax.legend(
+            handles=[
+                Patch(color="tab:orange", label="informative in the true model"),
+                Patch(color="tab:gray", label="pure noise in the true model"),
+            ],
+            fontsize=8,
+        )
+    return fig
+
+
+def plot_parameter_counts(counts: pd.DataFrame, ax=None) -> Figure:
+    """Bar chart (log scale) of parameter counts, one bar per row of `counts`."""
+    fig, ax = _axes(ax, figsize=(7, 3.5))
+    ax.barh(counts.index, counts.iloc[:, 0], color="tab:blue")
+    ax.set_xscale("log")
+    # start the axis a decade below the smallest bar, not just under it
+    ax.set_xlim(left=10 ** np.floor(np.log10(counts.iloc[:, 0].min()) - 1))
+    ax.set_xlabel(counts.columns[0])
+    ax.invert_yaxis()
+    for i, v in enumerate(counts.iloc[:, 0]):
+        ax.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
+    return fig
+
+
+def draw_fibinet(ax=None) -> Figure:
+    """The FiBiNET architecture as boxes and arrows, bottom (input) to top."""
+    fig, ax = _axes(ax, figsize=(8, 6.5))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 10.6)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, color):
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - h / 2),
+                w,
+                h,
+                boxstyle="round,pad=0.08",
+                fc=color,
+                ec="black",
+                lw=0.8,
+            )
+        )
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
+
+    def arrow(x0, y0, x1, y1):
+        ax.annotate(
+            "",
+            (x1, y1),
+            (x0, y0),
+            arrowprops=dict(arrowstyle="->", lw=0.9, color="black"),
+        )
+
+    box(
+        5,
+        0.5,
+        8.6,
+        0.6,
+        "sparse features: numeric x_num [B, 13], categorical x_cat [B, 26]",
+        "#eeeeee",
+    )
+    box(1.5, 2.2, 2.4, 0.8, "wide part\n(first order)", "#ffe4c4")
+    box(6, 2.2, 5.4, 0.8, "embeddings E  [B, F, d]", "#cfe2f3")
+    box(7.8, 4.0, 2.6, 0.8, "SENet\n(squeeze, excite)", "#d9ead3")
+    box(4.2, 5.7, 2.8, 0.8, "bilinear(E)\n[B, F(F-1)/2, d]", "#fff2cc")
+    box(7.8, 5.7, 2.8, 0.8, "bilinear(V)\n[B, F(F-1)/2, d]", "#fff2cc")
+    box(6, 7.3, 5.4, 0.7, "concatenate, flatten: [B, F(F-1) d]", "#eeeeee")
+    box(6, 8.5, 3.0, 0.7, "MLP", "#f4cccc")
+    box(3.5, 9.8, 3.4, 0.6, "sum -> sigmoid -> p(click)", "#eeeeee")
+    arrow(2.5, 0.8, 1.5, 1.8)
+    arrow(6, 0.8, 6, 1.8)
+    arrow(5.2, 2.6, 4.2, 5.3)
+    arrow(7.2, 2.6, 7.8, 3.6)
+    ax.text(7.9, 4.85, "V = E re-weighted", fontsize=7.5, ha="left")
+    arrow(7.8, 4.4, 7.8, 5.3)
+    arrow(4.2, 6.1, 5.2, 6.95)
+    arrow(7.8, 6.1, 6.8, 6.95)
+    arrow(6, 7.65, 6, 8.15)
+    arrow(5.5, 8.85, 4.2, 9.5)
+    arrow(1.5, 2.6, 2.8, 9.5)
+    idea = dict(fontsize=8, color="#a0522d", style="italic")
+    ax.text(0.1, 6.0, "high/low fusion\n(wide + deep)", **idea)
+    ax.text(9.3, 4.0, "dynamic\nadaptation", ha="left", va="center", **idea)
+    ax.text(6.0, 6.45, "weight sharing", ha="center", **idea)
+    return fig
+
+
+def save_run_figures(trained: dict, prepared: dict, out_dir) -> list[Path]:
+    """The main job's figures: learning curves, and SENet weights vs the truth."""
+    from .train import mean_field_importance
+
+    out_dir = Path(out_dir)
+    paths = [out_dir / "learning_curves.png"]
+    plot_learning_curves({n: t["history"] for n, t in trained.items()}).savefig(
+        paths[0], dpi=110
+    )
+    if "fibinet" in trained:
+        weights = mean_field_importance(
+            trained["fibinet"]["net"], _eval_loader(prepared["ds_val"])
+        )
+        truth = prepared.get("truth")
+        strengths = None
+        if truth is not None:
+            strengths = field_strengths(truth)
+        paths.append(out_dir / "field_importance.png")
+        plot_field_importance(weights, strengths).savefig(paths[-1], dpi=110)
+    return paths
+
+
+def field_strengths(truth) -> dict[str, float]:
+    """How strongly the true click model uses each field: main + interactions."""
+    strengths = dict(truth.main_effects)
+    for a, b, s in truth.interactions:
+        strengths[a] = strengths.get(a, 0.0) + s
+        strengths[b] = strengths.get(b, 0.0) + s
+    return strengths
+
+
+def _eval_loader(dataset):
+    from .data import make_loader
+
+    return make_loader(dataset, 8192, shuffle=False)
+
+
+def spearman(a, b) -> float:
+    """Rank correlation of two equal-length sequences (no ties correction)."""
+    ra = pd.Series(np.asarray(a, dtype=float)).rank().to_numpy()
+    rb = pd.Series(np.asarray(b, dtype=float)).rank().to_numpy()
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def plot_parameter_comparison(counts: pd.DataFrame, ax=None) -> Figure:
+    """Grouped bars (log scale): a group per row of `counts`, a bar per column.
+
+    counts: parts x models, e.g. FiBiNET's and DeepFM's parameters per part.
+    A zero (a part that model lacks) gets no bar rather than a bar at 1.
+    """
+    fig, ax = _axes(ax, figsize=(8, 0.55 * len(counts) + 1.2))
+    n = len(counts.columns)
+    height = 0.8 / n
+    for k, column in enumerate(counts.columns):
+        values = counts[column].to_numpy(dtype=float)
+        y = np.arange(len(counts)) + (k - (n - 1) / 2) * height
+        keep = values > 0
+        ax.barh(y[keep], values[keep], height=height, label=column)
+        for yk, v in zip(y[keep], values[keep]):
+            ax.text(v, yk, f" {v:,.0f}", va="center", fontsize=7)
+    ax.set_yticks(range(len(counts)), counts.index)
+    ax.set_xscale("log")
+    ax.set_xlim(right=counts.to_numpy().max() * 20)  # room for the labels
+    ax.set_xlabel("parameters (log scale)")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_field_weights(
+    weights, fields: list[str], groups=None, group_names=None, rows_per_group=20
+) -> Figure:
+    """SENet's weights per sample (heatmap) and their mean per field, by group.
+
+    weights: [N, F] (one row per sample); fields: F names; groups: [N] integer
+    labels (e.g. the value of one field) or None. The heatmap shows the first
+    `rows_per_group` samples of each group, the bars each group's mean.
+    """
+    weights = np.asarray(weights, dtype=float)
+    groups = np.zeros(len(weights), int) if groups is None else np.asarray(groups)
+    labels = np.unique(groups)
+    names = group_names or [str(g) for g in labels]
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_map, ax_bar = fig.subplots(1, 2, width_ratios=[1, 1.3])
+    rows = [weights[groups == g][:rows_per_group] for g in labels]
+    image = ax_map.imshow(np.concatenate(rows), aspect="auto", cmap="viridis")
+    fig.colorbar(image, ax=ax_map, label="SENet weight")
+    edges = np.cumsum([len(r) for r in rows])[:-1]
+    for edge in edges:
+        ax_map.axhline(edge - 0.5, color="white", lw=2)
+    starts = np.concatenate([[0], edges])
+    centers = starts + np.array([len(r) for r in rows]) / 2 - 0.5
+    ax_map.set_yticks(centers, names)
+    ax_map.set_xticks(range(len(fields)), fields, rotation=45, ha="right")
+    ax_map.set_title("one row per sample")
+    width = 0.8 / len(labels)
+    for k, (g, name) in enumerate(zip(labels, names)):
+        x = np.arange(len(fields)) + (k - (len(labels) - 1) / 2) * width
+        ax_bar.bar(x, weights[groups == g].mean(axis=0), width=width, label=name)
+    ax_bar.set_xticks(range(len(fields)), fields, rotation=45, ha="right")
+    ax_bar.set_ylabel("mean SENet weight")
+    ax_bar.set_title("mean weight per field")
+    if len(labels) > 1:
+        ax_bar.legend(fontsize=8)
+    return fig
+
+
+def plot_speedup(ms: pd.DataFrame, ax=None) -> Figure:
+    """Grouped bars of milliseconds: a group per row of `ms`, a bar per column.
+
+    ms: e.g. bilinear_type x ["loop", "fast"]; the first column's time divided
+    by each other column's is written above that column's bar.
+    """
+    fig, ax = _axes(ax, figsize=(7, 3.5))
+    n = len(ms.columns)
+    width = 0.8 / n
+    base = ms.iloc[:, 0].to_numpy(dtype=float)
+    for k, column in enumerate(ms.columns):
+        values = ms[column].to_numpy(dtype=float)
+        x = np.arange(len(ms)) + (k - (n - 1) / 2) * width
+        ax.bar(x, values, width=width, label=column)
+        for xk, v, b in zip(x, values, base):
+            text = f"{v:.0f} ms" if k == 0 else f"{v:.0f} ms\n{b / v:.1f}x faster"
+            ax.text(xk, v, text, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(ms)), ms.index)
+    ax.set_ylim(top=ms.to_numpy().max() * 1.35)  # room for the labels and legend
+    ax.set_ylabel("milliseconds")
+    ax.legend(fontsize=8, loc="upper right", ncol=n)
+    return fig

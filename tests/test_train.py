@@ -1,0 +1,276 @@
+"""Training with KerasModel, the CLI, reloading, several processes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fibinet_tutorial import data as D
+from fibinet_tutorial import train as T
+from fibinet_tutorial.synthetic import SyntheticCriteo
+
+SMALL = ["--rows", "12000", "--epochs", "2", "--mlp", "16", "--progress", "none"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args, cwd=None, check=True):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fibinet_tutorial.train", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stdout[-2000:] + proc.stderr[-3000:])
+    return proc
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("run")
+    proc = cli(
+        *SMALL,
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--model",
+        "fibinet",
+        "lr",
+        "--threads",
+        "1",
+    )
+    return out, proc
+
+
+def test_cli_prints_one_json_object_last_and_writes_it(run_dir):
+    out, proc = run_dir
+    last = proc.stdout.strip().splitlines()[-1]
+    summary = json.loads(last)
+    for key in (
+        "model",
+        "val_auc",
+        "test_auc",
+        "test_logloss",
+        "epochs_run",
+        "seconds_per_epoch",
+        "oracle_auc",
+        "oracle_logloss",
+    ):
+        assert key in summary, key
+    assert summary["model"] == "fibinet"
+    assert json.loads((out / "metrics.json").read_text()) == summary
+    models = [row["model"] for row in summary["comparison"]]
+    assert models == ["fibinet", "lr", "oracle"]
+    assert 0.5 < summary["test_auc"] <= summary["oracle_auc"] + 0.02
+    for name in (
+        "learning_curves.png",
+        "field_importance.png",
+        "fibinet.pt",
+        "fibinet.json",
+        "lr.pt",
+        "preprocessor.json",
+        "history_fibinet.csv",
+    ):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_same_seed_same_metrics_to_the_last_digit(run_dir, data_dir, tmp_path):
+    out, proc = run_dir
+    again = cli(
+        *SMALL,
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(tmp_path),
+        "--model",
+        "fibinet",
+        "lr",
+        "--threads",
+        "1",
+    )
+    a, b = (json.loads(p.stdout.strip().splitlines()[-1]) for p in (proc, again))
+    for row_a, row_b in zip(a["comparison"], b["comparison"]):
+        row_a.pop("seconds_per_epoch", None)
+        row_b.pop("seconds_per_epoch", None)
+        assert row_a == row_b
+
+
+def test_reload_in_a_fresh_process_scores_unseen_categories(run_dir, tmp_path):
+    out, _ = run_dir
+    rows = SyntheticCriteo(seed=7).sample(50, start=10**6)  # another world's values
+    rows.loc[:3, "C1"] = "deadbeef"
+    rows.loc[4:6, ["I1", "C2"]] = None
+    rows.to_pickle(tmp_path / "rows.pkl")
+    code = (
+        "import sys, pandas as pd, numpy as np\n"
+        "from fibinet_tutorial.train import load_trained, score\n"
+        f"net, pre = load_trained({str(out)!r}, 'fibinet')\n"
+        f"p = score(net, pre, pd.read_pickle({str(tmp_path / 'rows.pkl')!r}))\n"
+        "assert p.shape == (50,) and np.isfinite(p).all() and (p > 0).all()\n"
+        "print('scored', p.mean())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("scored")
+
+
+def test_saved_weights_load_with_weights_only(run_dir):
+    out, _ = run_dir
+    state = torch.load(out / "fibinet.pt", weights_only=True)
+    net, config = T.load_model(out / "fibinet.pt")
+    assert config["model"] == "fibinet"
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, state[k])
+
+
+def test_best_epoch_weights_are_kept(run_dir):
+    out, _ = run_dir
+    history = pd.read_csv(out / "history_fibinet.csv")
+    summary = json.loads((out / "metrics.json").read_text())
+    assert abs(summary["val_auc"] - history["val_auc"].max()) < 1e-9
+
+
+def _bad_file(tmp_path, text):
+    path = tmp_path / "bad.txt"
+    path.write_text(text)
+    return path
+
+
+def _good_line(label="0", i1="5", c1="68fd1e64"):
+    return "\t".join([label, i1] + ["1"] * 12 + [c1] + ["a73ee510"] * 25)
+
+
+@pytest.mark.parametrize(
+    "case,expect",
+    [
+        ("columns", "line 2"),
+        ("integer", "column I1"),
+        ("missing", "missing.txt"),
+        ("tiny", "split is empty"),
+    ],
+)
+def test_cli_errors_end_with_one_readable_line(tmp_path, case, expect):
+    if case == "columns":
+        path = _bad_file(tmp_path, _good_line() + "\n" + _good_line() + "\t7\n")
+    elif case == "integer":
+        path = _bad_file(tmp_path, _good_line() + "\n" + _good_line(i1="abc") + "\n")
+    elif case == "tiny":
+        path = _bad_file(tmp_path, _good_line() + "\n" + _good_line("1") + "\n")
+    else:
+        path = tmp_path / "missing.txt"
+    proc = cli("--data", str(path), "--out", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and expect in last, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_bad_flag_is_one_line_no_traceback(tmp_path):
+    proc = cli("--mlp", "128,abc", "--out", str(tmp_path), check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "128,abc" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_keras_model_early_stopping_and_history(tmp_path):
+    truth = SyntheticCriteo()
+    df = truth.sample(6000)
+    pre = D.CriteoPreprocessor().fit(df[:4000])
+    ds_train = D.CTRDataset.from_frame(df[:4000], pre)
+    ds_val = D.CTRDataset.from_frame(df[4000:], pre)
+    torch.manual_seed(0)
+    net = T.build_model(
+        {"model": "lr", "d_numerical": 13, "categories": pre.categories}
+    )
+    model = T.CTRKerasModel(net, lr=0.05)
+    history = model.fit(
+        D.make_loader(ds_train, 512, True),
+        D.make_loader(ds_val, 4096, False),
+        epochs=40,
+        patience=1,
+        ckpt_path=tmp_path / "lr.pt",
+        progress="none",
+    )
+    assert {"train_loss", "val_auc", "val_logloss", "seconds"} <= set(history)
+    best = int(history["val_auc"].to_numpy().argmax())
+    assert len(history) == best + 2  # stopped one epoch after the best (patience 1)
+    got = T.evaluate(model.net, D.make_loader(ds_val, 4096, False))
+    assert abs(got["auc"] - history["val_auc"].max()) < 1e-9
+
+
+def test_streamed_path_matches_in_memory(data_dir, tmp_path):
+    common = [*SMALL, "--data-dir", str(data_dir), "--model", "lr", "--threads", "1"]
+    a = json.loads(cli(*common, "--out", str(tmp_path / "a")).stdout.splitlines()[-1])
+    b = json.loads(
+        cli(*common, "--out", str(tmp_path / "b"), "--streamed").stdout.splitlines()[-1]
+    )
+    assert (tmp_path / "b" / "arrays0" / "x_cat.npy").exists()
+    assert abs(a["test_auc"] - b["test_auc"]) < 1e-4
+    assert a["oracle_auc"] == b["oracle_auc"]
+
+
+@pytest.mark.skipif(
+    shutil.which("accelerate") is None
+    and not (Path(sys.executable).parent / "accelerate").exists(),
+    reason="no accelerate CLI",
+)
+def test_two_processes_with_accelerate_launch(data_dir, tmp_path):
+    launcher = Path(sys.executable).parent / "accelerate"
+    proc = subprocess.run(
+        [
+            str(launcher if launcher.exists() else "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "fibinet_tutorial.train",
+            *SMALL,
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(tmp_path),
+            "--model",
+            "fibinet",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    json_lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    assert len(json_lines) == 1  # metrics reported once, by the main process
+    summary = json.loads(json_lines[0])
+    assert summary["processes"] == 2
+    assert summary["ranks_identical"] is True
+    assert np.isfinite(summary["test_auc"])
