@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,14 @@ import torch
 from torch import nn
 
 from . import data as D
-from .cpu import keep_freed_memory, make_adam
+from .cpu import flush_denormals, keep_freed_memory, make_adam
 from .metrics import AUC, BCEWithLogits, LogLoss, log_loss, roc_auc
 from .models import DeepFM, FiBiNET, LogisticRegression, count_parameters
 
 # torchkeras prints the import errors of optional extras it does not need here
-# (its tabular models want the `tabm` package); keep them out of our output.
+# (its tabular models want the `tabm` package), and tqdm.auto warns in Jupyter
+# without ipywidgets (we show no widget bars); keep both out of our output.
+warnings.filterwarnings("ignore", message="IProgress not found")
 with contextlib.redirect_stdout(io.StringIO()):
     import torchkeras
 
@@ -135,6 +138,25 @@ class _EpochLog:
             print("  ".join(parts), file=self.stream, flush=True)
 
 
+def embedding_decay_groups(net: nn.Module, weight_decay: float) -> list[dict]:
+    """Optimizer groups: weight decay on per-category tables only.
+
+    The decay (L2, as Adam applies it) pulls a rarely seen category's vector
+    back to zero between its rare updates, which stops the model memorising
+    rare values. Dense layers keep no decay: on SENet's small excitation
+    layers it drives the ReLU outputs to exactly zero and switches the
+    re-weighted branch off.
+    """
+    tables = {id(m.weight) for m in net.modules() if isinstance(m, nn.Embedding)}
+    params = [p for p in net.parameters() if p.requires_grad]
+    decayed = [p for p in params if id(p) in tables]
+    rest = [p for p in params if id(p) not in tables]
+    return [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
+
+
 class CTRKerasModel(torchkeras.KerasModel):
     """torchkeras.KerasModel for CTR: BCE on logits, exact AUC and log loss.
 
@@ -146,7 +168,7 @@ class CTRKerasModel(torchkeras.KerasModel):
     """
 
     def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0):
-        optimizer = make_adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = make_adam(embedding_decay_groups(net, weight_decay), lr=lr)
         super().__init__(net, loss_fn=BCEWithLogits(), optimizer=optimizer)
         del self.metrics_dict  # KerasModel made an nn.ModuleDict; see above
         self.metrics_dict = {"auc": AUC(), "logloss": LogLoss()}
@@ -361,20 +383,32 @@ def prepare_data(
 
 
 def default_hparams() -> dict:
-    """The CLI's defaults, in one place (notebooks use them too)."""
+    """The CLI's defaults, in one place (the notebooks use them too).
+
+    Tuned on the built-in data and kept safe for small files: the seed's Criteo
+    run used lr 2e-3, dropout 0.25 and weight decay 1e-3. Weight decay matters
+    most: it pulls the embeddings of rarely seen categories back to zero
+    between their rare updates, which stops the model from memorising them
+    (without it, validation AUC collapses after two epochs at min_count 10).
+    """
     return {
         "d_embed": 8,
         "mlp_layers": [128, 64, 32],
-        "mlp_dropout": 0.25,
+        "mlp_dropout": 0.5,
         "reduction_ratio": 3,
         "bilinear_type": "field_all",
         "shared_bilinear": False,
-        "lr": 2e-3,
-        "weight_decay": 0.0,
-        "batch_size": 2048,
-        "epochs": 20,
+        "lr": 3e-3,
+        "weight_decay": 1e-3,
+        "batch_size": None,  # auto_batch_size
+        "epochs": 10,
         "patience": 2,
     }
+
+
+def auto_batch_size(n_train: int, largest: int = 2048, min_steps: int = 32) -> int:
+    """2048, or smaller so that a small file still gives min_steps steps an epoch."""
+    return int(max(32, min(largest, n_train // min_steps)))
 
 
 def train_one(
@@ -396,7 +430,7 @@ def train_one(
     }
     torch.manual_seed(seed)
     net = build_model(config)
-    bs = hparams["batch_size"]
+    bs = hparams["batch_size"] or auto_batch_size(len(prepared["ds_train"]))
     dl_train = D.make_loader(prepared["ds_train"], bs, shuffle=True, seed=seed)
     dl_val = D.make_loader(prepared["ds_val"], 8192, shuffle=False)
     dl_test = D.make_loader(prepared["ds_test"], 8192, shuffle=False)
@@ -433,6 +467,7 @@ def run(args) -> dict | None:
     out_dir = Path(args.out)
     torch.set_num_threads(args.threads)
     keep_freed_memory()
+    flush_denormals()
     state = PartialState(cpu=not torch.cuda.is_available())
     with state.main_process_first():  # the main process writes the built-in data
         prepared = prepare_data(
@@ -578,7 +613,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--weight-decay", dest="weight_decay", type=float, default=d["weight_decay"]
     )
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=d["batch_size"])
+    p.add_argument(
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        default=d["batch_size"],
+        help="default 2048, smaller for small files (at least 32 steps an epoch)",
+    )
     p.add_argument("--epochs", type=int, default=d["epochs"])
     p.add_argument("--patience", type=int, default=d["patience"])
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
