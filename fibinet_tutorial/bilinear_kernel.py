@@ -86,7 +86,11 @@ class _RowsSharedMatrix(torch.autograd.Function):
 
 
 class _RowsPairMatrix(torch.autograd.Function):
-    """field_interaction: a matrix per pair; row i is one (n*d x d) @ (d x N)."""
+    """field_interaction: a matrix per pair; row i is one (n*d x d) @ (d x N).
+
+    Plain 2-D matrix products per stack (S is 1 or 2), written into reused
+    buffers: batched matmul with broadcasting costs more here than the loop.
+    """
 
     @staticmethod
     def forward(ctx, e, weight):
@@ -97,9 +101,11 @@ class _RowsPairMatrix(torch.autograd.Function):
         u_buf = e.new_empty(S, max(F - 1, 1) * d, N)  # reused: stays in cache
         for i, o in enumerate(row_offsets(F)):
             n = F - 1 - i
-            w_row = wt[:, o : o + n].reshape(wt.shape[0], n * d, d)
-            u_row = torch.matmul(w_row, e[:, i], out=u_buf[:, : n * d])
-            torch.mul(u_row.view(S, n, d, N), e[:, i + 1 :], out=out[:, o : o + n])
+            for s in range(S):
+                w_row = wt[min(s, len(wt) - 1), o : o + n].view(n * d, d)
+                torch.mm(w_row, e[s, i], out=u_buf[s, : n * d])
+            u_row = u_buf[:, : n * d].view(S, n, d, N)
+            torch.mul(u_row, e[:, i + 1 :], out=out[:, o : o + n])
         ctx.save_for_backward(e, weight)
         return out
 
@@ -107,7 +113,6 @@ class _RowsPairMatrix(torch.autograd.Function):
     def backward(ctx, grad_out):
         e, weight = ctx.saved_tensors
         S, F, d, N = e.shape
-        s_w = weight.shape[0]
         g = grad_out.contiguous()
         wt = weight.transpose(-1, -2).contiguous()
         grad_e = torch.zeros_like(e)
@@ -117,19 +122,19 @@ class _RowsPairMatrix(torch.autograd.Function):
         for i, o in enumerate(row_offsets(F)):
             n = F - 1 - i
             g_row = g[:, o : o + n]
-            w_row = wt[:, o : o + n].reshape(s_w, n * d, d)
+            w_rows = [
+                wt[min(s, len(wt) - 1), o : o + n].view(n * d, d) for s in range(S)
+            ]
             # recompute u for this row instead of storing [S, P, d, N] in forward
-            u_row = torch.matmul(w_row, e[:, i], out=u_buf[:, : n * d])
-            grad_e[:, i + 1 :].addcmul_(g_row, u_row.view(S, n, d, N))
-            grad_u = gu_buf[:, : n * d]
-            torch.mul(g_row, e[:, i + 1 :], out=grad_u.view(S, n, d, N))
-            grad_e[:, i] += torch.matmul(w_row.transpose(-1, -2), grad_u)
-            torch.matmul(
-                grad_u,
-                e[:, i].transpose(-1, -2),
-                out=grad_wt[:, o : o + n].view(S, n * d, d),
-            )
-        return grad_e, _sum_to(grad_wt, s_w).transpose(-1, -2)
+            for s in range(S):
+                torch.mm(w_rows[s], e[s, i], out=u_buf[s, : n * d])
+            grad_e[:, i + 1 :].addcmul_(g_row, u_buf[:, : n * d].view(S, n, d, N))
+            torch.mul(g_row, e[:, i + 1 :], out=gu_buf[:, : n * d].view(S, n, d, N))
+            for s in range(S):
+                grad_u = gu_buf[s, : n * d]  # [n*d, N]
+                grad_e[s, i].addmm_(w_rows[s].t(), grad_u)
+                torch.mm(grad_u, e[s, i].t(), out=grad_wt[s, o : o + n].view(n * d, d))
+        return grad_e, _sum_to(grad_wt, len(wt)).transpose(-1, -2)
 
 
 def bilinear_pairs(e: torch.Tensor, weight: torch.Tensor, bilinear_type: str):
