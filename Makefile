@@ -30,7 +30,7 @@ $(STAMP): requirements-lock.txt pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(PY) -m fibinet_tutorial.train --out $(OUT)
+	$(PY) -m fibinet_tutorial.train --model fibinet deepfm lr --out $(OUT)
 
 test: setup lint unit notebooks-test
 

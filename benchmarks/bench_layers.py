@@ -158,6 +158,17 @@ def bench_train_step(rounds: int) -> list[str]:
     ]
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what platform knows."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -169,7 +180,7 @@ def main():
         "## Bilinear layer and training step",
         "",
         f"Measured {date.today()} by `benchmarks/bench_layers.py`: torch "
-        f"{torch.__version__}, {args.threads} threads, {platform.processor() or '?'} "
+        f"{torch.__version__}, {args.threads} threads, {cpu_name()} "
         f"({platform.machine()}), batch {BATCH}, {NUM_FIELDS} fields "
         f"({N_NUM} numeric + {N_CAT} categorical), d_embed {D_EMBED}. Medians of "
         f"{args.rounds} interleaved rounds.",

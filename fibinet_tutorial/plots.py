@@ -70,6 +70,8 @@ def plot_field_importance(
                 Patch(color="tab:gray", label="pure noise in the true model"),
             ],
             fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),  # beside the bars, never over them
         )
     return fig
 

@@ -589,7 +589,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--separate-bilinear",
         dest="shared_bilinear",
         action="store_false",
-        help="one per branch (paper; default)",
+        help="one per branch (the authors' code, FuxiCTR; default)",
     )
     p.set_defaults(shared_bilinear=d["shared_bilinear"])
     p.add_argument("--d-embed", dest="d_embed", type=int, default=d["d_embed"])
@@ -649,6 +649,11 @@ def main(argv=None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # all ranks finish together and close gloo/nccl cleanly: exiting with
+        # the process group alive can abort a rank during interpreter teardown
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     if summary is not None:
         print(json.dumps(summary))
     return 0
