@@ -389,7 +389,8 @@ def default_hparams() -> dict:
     run used lr 2e-3, dropout 0.25 and weight decay 1e-3. Weight decay matters
     most: it pulls the embeddings of rarely seen categories back to zero
     between their rare updates, which stops the model from memorising them
-    (without it, validation AUC collapses after two epochs at min_count 10).
+    (measured without it, min_count 10, an earlier version of the built-in data:
+    validation AUC 0.754 after epoch 2, 0.691 after epoch 4).
     """
     return {
         "d_embed": 8,
