@@ -39,15 +39,16 @@ def flush_denormals() -> bool:
     return torch.set_flush_denormal(True)
 
 
-def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+def make_adam(params, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel where this torch has it (CPU: torch >= 2.4).
 
     The default on CPU loops over parameters in Python-level single-tensor
     kernels; fused does one pass per parameter and is several times faster
-    on a million-row embedding table.
+    on a million-row embedding table. params may be parameter groups, each
+    with its own weight_decay (see train.embedding_decay_groups).
     """
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr)

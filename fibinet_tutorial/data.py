@@ -157,9 +157,7 @@ def _check_field(path, line_no: int, name: str, value: bytes) -> None:
             msg = f"expected 0 or 1, got {shown}"
             raise CriteoFormatError(path, line_no, name, msg)
     elif name[0] == "I":
-        if value and not (
-            _INT_RE.fullmatch(value) and abs(int(value)) <= _INT64_MAX
-        ):
+        if value and not (_INT_RE.fullmatch(value) and abs(int(value)) <= _INT64_MAX):
             raise CriteoFormatError(
                 path, line_no, name, f"expected an integer or empty, got {shown}"
             )
@@ -218,7 +216,9 @@ def _parse_block(block, first_line: int, path, labelled: bool) -> pa.Table:
 
 
 def iter_tables(
-    path, nrows: int | None = None, labelled: bool | None = None,
+    path,
+    nrows: int | None = None,
+    labelled: bool | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> Iterator[pa.Table]:
     """Yield the rows of a Criteo file as pyarrow tables of about ``block_bytes`` text.
@@ -296,7 +296,9 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def iter_criteo(
-    path, chunksize: int = 500_000, nrows: int | None = None,
+    path,
+    chunksize: int = 500_000,
+    nrows: int | None = None,
     labelled: bool | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield a Criteo file as DataFrames of exactly ``chunksize`` rows (the last may
@@ -523,11 +525,18 @@ class CriteoPreprocessor:
 
     # -- fitting
     def _start(self):
-        return {"sum": np.zeros(13), "sq": np.zeros(13), "n": np.zeros(13),
-                "counts": [_ValueCounts() for _ in CAT_COLS], "names": {}, "rows": 0}
+        return {
+            "sum": np.zeros(13),
+            "sq": np.zeros(13),
+            "n": np.zeros(13),
+            "counts": [_ValueCounts() for _ in CAT_COLS],
+            "names": {},
+            "rows": 0,
+        }
 
-    def _update(self, state, num: np.ndarray, cat_columns: list, rows=None,
-                pool=None) -> None:
+    def _update(
+        self, state, num: np.ndarray, cat_columns: list, rows=None, pool=None
+    ) -> None:
         """Count rows: num [N, 13] raw counts (NaN missing), cat_columns 26 x [N]
         strings; rows: optional [N] bool, the training rows among them."""
         v = NUMERIC_TRANSFORMS[self.numeric](num if rows is None else num[rows])
@@ -592,8 +601,10 @@ class CriteoPreprocessor:
         """26 x [N] category strings -> x_cat [N, 26] indices."""
         self._check_fitted()
         if len(self._lookup) < len(CAT_COLS):  # hash index per vocabulary, once
-            self._lookup = {c: pd.Index(category_codes(pa.array(v, pa.string())))
-                            for c, v in self.vocab.items()}
+            self._lookup = {
+                c: pd.Index(category_codes(pa.array(v, pa.string())))
+                for c, v in self.vocab.items()
+            }
         x_cat = np.empty((len(cat_columns[0]), len(CAT_COLS)), dtype)
 
         def encode(k):
@@ -727,8 +738,9 @@ def split_codes(start: int, n: int, val_frac: float, test_frac: float, seed: int
     )
 
 
-def train_val_test_split(n: int, val_frac: float = 0.1, test_frac: float = 0.1,
-                         seed: int = 0):
+def train_val_test_split(
+    n: int, val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0
+):
     """Random, seeded split of rows 0..n-1 -> (idx_train, idx_val, idx_test), sorted.
 
     Each row lands in test with probability test_frac (in val with val_frac), the
@@ -768,8 +780,11 @@ def _new_npy(path: Path, dtype, shape) -> tuple[object, int]:
     mapped pages would count in the process's resident memory.
     """
     f = open(path, "w+b")
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-              "fortran_order": False, "shape": shape}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": shape,
+    }
     np.lib.format.write_array_header_1_0(f, header)
     offset = f.tell()
     f.truncate(offset + int(np.prod(shape)) * np.dtype(dtype).itemsize)
@@ -777,9 +792,16 @@ def _new_npy(path: Path, dtype, shape) -> tuple[object, int]:
 
 
 def preprocess_to_arrays(
-    path, out_dir, *, min_count: int = 10, numeric: str = "log1p",
-    val_frac: float = 0.1, test_frac: float = 0.1, split_seed: int = 0,
-    nrows: int | None = None, preprocessor: CriteoPreprocessor | None = None,
+    path,
+    out_dir,
+    *,
+    min_count: int = 10,
+    numeric: str = "log1p",
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    split_seed: int = 0,
+    nrows: int | None = None,
+    preprocessor: CriteoPreprocessor | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> CriteoArrays:
     """Preprocess a Criteo file of any length in bounded memory.
@@ -813,9 +835,11 @@ def preprocess_to_arrays(
             distinct = state["distinct"]
         count_seconds = time.perf_counter() - clock
 
-        files = {"x_num": _new_npy(out / "x_num.npy", np.float32, (n_rows, 13)),
-                 "x_cat": _new_npy(out / "x_cat.npy", np.int32, (n_rows, 26)),
-                 "split": _new_npy(out / "split.npy", np.uint8, (n_rows,))}
+        files = {
+            "x_num": _new_npy(out / "x_num.npy", np.float32, (n_rows, 13)),
+            "x_cat": _new_npy(out / "x_cat.npy", np.int32, (n_rows, 26)),
+            "split": _new_npy(out / "split.npy", np.uint8, (n_rows,)),
+        }
         if labelled:
             files["y"] = _new_npy(out / "y.npy", np.int8, (n_rows,))
         elif (out / "y.npy").exists():
@@ -843,11 +867,19 @@ def preprocess_to_arrays(
             for f, _ in files.values():
                 f.close()
     pre.save(out / "preprocessor.json")
-    meta = {"source": str(path), "rows": n_rows, "labelled": labelled,
-            "val_frac": val_frac, "test_frac": test_frac, "split_seed": split_seed,
-            "distinct_train_values": distinct,
-            "seconds": {"count": count_seconds,
-                        "encode": time.perf_counter() - clock - count_seconds}}
+    meta = {
+        "source": str(path),
+        "rows": n_rows,
+        "labelled": labelled,
+        "val_frac": val_frac,
+        "test_frac": test_frac,
+        "split_seed": split_seed,
+        "distinct_train_values": distinct,
+        "seconds": {
+            "count": count_seconds,
+            "encode": time.perf_counter() - clock - count_seconds,
+        },
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return load_arrays(out)
 
@@ -917,8 +949,10 @@ class CTRDataset(torch.utils.data.Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         if self.rows is not None:
             idx = self.rows[idx]
-        features = (_gather(self.x_num, idx, torch.float32),
-                    _gather(self.x_cat, idx, torch.int64))
+        features = (
+            _gather(self.x_num, idx, torch.float32),
+            _gather(self.x_cat, idx, torch.int64),
+        )
         if self.y is None:
             return features
         return features, _gather(self.y, idx, torch.float32)
@@ -938,8 +972,9 @@ def collate_batched(batch):
     return batch
 
 
-def make_loader(dataset, batch_size: int, shuffle: bool, seed: int = 0,
-                drop_last: bool = False) -> torch.utils.data.DataLoader:
+def make_loader(
+    dataset, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False
+) -> torch.utils.data.DataLoader:
     """A DataLoader that fetches each batch with one ``__getitems__`` call.
 
     Shuffling draws from a ``torch.Generator`` seeded with ``seed``: two loaders
@@ -947,6 +982,10 @@ def make_loader(dataset, batch_size: int, shuffle: bool, seed: int = 0,
     """
     gen = torch.Generator().manual_seed(seed) if shuffle else None
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=gen,
-        drop_last=drop_last, collate_fn=collate_batched,
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=gen,
+        drop_last=drop_last,
+        collate_fn=collate_batched,
     )

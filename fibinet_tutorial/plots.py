@@ -153,23 +153,17 @@ def draw_fibinet(ax=None) -> Figure:
     return fig
 
 
-def save_run_figures(trained: dict, prepared: dict, out_dir) -> list[Path]:
-    """The main job's figures: learning curves, and SENet weights vs the truth."""
-    from .train import mean_field_importance
-
+def save_run_figures(
+    histories: dict[str, pd.DataFrame],
+    out_dir,
+    weights: pd.Series | None = None,
+    strengths: dict[str, float] | None = None,
+) -> list[Path]:
+    """The main job's figures: learning curves; SENet weights (vs the truth)."""
     out_dir = Path(out_dir)
     paths = [out_dir / "learning_curves.png"]
-    plot_learning_curves({n: t["history"] for n, t in trained.items()}).savefig(
-        paths[0], dpi=110
-    )
-    if "fibinet" in trained:
-        weights = mean_field_importance(
-            trained["fibinet"]["net"], _eval_loader(prepared["ds_val"])
-        )
-        truth = prepared.get("truth")
-        strengths = None
-        if truth is not None:
-            strengths = field_strengths(truth)
+    plot_learning_curves(histories).savefig(paths[0], dpi=110)
+    if weights is not None:
         paths.append(out_dir / "field_importance.png")
         plot_field_importance(weights, strengths).savefig(paths[-1], dpi=110)
     return paths
@@ -182,12 +176,6 @@ def field_strengths(truth) -> dict[str, float]:
         strengths[a] = strengths.get(a, 0.0) + s
         strengths[b] = strengths.get(b, 0.0) + s
     return strengths
-
-
-def _eval_loader(dataset):
-    from .data import make_loader
-
-    return make_loader(dataset, 8192, shuffle=False)
 
 
 def spearman(a, b) -> float:

@@ -79,37 +79,77 @@ NUM_STATS = {
 }
 #      missing_rate, cardinality, top-1 share (of present values)
 CAT_STATS = {
-    "C1": (0.0, 1460, 0.5), "C2": (0.0, 583, 0.124),
-    "C3": (0.036, 10131227, 0.049), "C4": (0.036, 2202608, 0.076),
-    "C5": (0.0, 305, 0.666), "C6": (0.133, 24, 0.53),
-    "C7": (0.0, 12517, 0.01), "C8": (0.0, 633, 0.589),
-    "C9": (0.0, 3, 0.887), "C10": (0.0, 93145, 0.276),
-    "C11": (0.0, 5683, 0.02), "C12": (0.036, 8351593, 0.049),
-    "C13": (0.0, 3194, 0.022), "C14": (0.0, 27, 0.363),
-    "C15": (0.0, 14992, 0.02), "C16": (0.036, 5461306, 0.049),
-    "C17": (0.0, 10, 0.43), "C18": (0.0, 5652, 0.051),
-    "C19": (0.45, 2173, 0.601), "C20": (0.45, 4, 0.362),
-    "C21": (0.036, 7046547, 0.049), "C22": (0.818, 18, 0.526),
-    "C23": (0.0, 15, 0.452), "C24": (0.036, 286181, 0.078),
-    "C25": (0.45, 105, 0.328), "C26": (0.45, 142572, 0.082),
+    "C1": (0.0, 1460, 0.5),
+    "C2": (0.0, 583, 0.124),
+    "C3": (0.036, 10131227, 0.049),
+    "C4": (0.036, 2202608, 0.076),
+    "C5": (0.0, 305, 0.666),
+    "C6": (0.133, 24, 0.53),
+    "C7": (0.0, 12517, 0.01),
+    "C8": (0.0, 633, 0.589),
+    "C9": (0.0, 3, 0.887),
+    "C10": (0.0, 93145, 0.276),
+    "C11": (0.0, 5683, 0.02),
+    "C12": (0.036, 8351593, 0.049),
+    "C13": (0.0, 3194, 0.022),
+    "C14": (0.0, 27, 0.363),
+    "C15": (0.0, 14992, 0.02),
+    "C16": (0.036, 5461306, 0.049),
+    "C17": (0.0, 10, 0.43),
+    "C18": (0.0, 5652, 0.051),
+    "C19": (0.45, 2173, 0.601),
+    "C20": (0.45, 4, 0.362),
+    "C21": (0.036, 7046547, 0.049),
+    "C22": (0.818, 18, 0.526),
+    "C23": (0.0, 15, 0.452),
+    "C24": (0.036, 286181, 0.078),
+    "C25": (0.45, 105, 0.328),
+    "C26": (0.45, 142572, 0.082),
 }
 
 # The click model. Numbers are relative strengths: each term is scaled to that
 # standard deviation (in logits), then all together by one factor so the oracle
 # AUC is TARGET_AUC; the bias sets the positive rate. Fields not listed are noise.
 MAIN_EFFECTS = {
-    "I1": 1.0, "I3": 0.6, "I4": 0.5, "I5": 0.8, "I7": 0.7, "I8": 0.4, "I10": 0.5,
-    "I11": 0.6, "I13": 0.4,
-    "C1": 0.6, "C2": 0.8, "C3": 0.4, "C5": 0.7, "C6": 1.0, "C8": 0.5, "C9": 0.5,
-    "C10": 0.6, "C11": 0.4, "C13": 0.5, "C14": 0.9, "C15": 0.4, "C17": 0.7,
-    "C18": 0.4, "C19": 0.6, "C20": 0.5, "C22": 0.6, "C24": 0.3, "C25": 0.4,
+    "I1": 1.0,
+    "I3": 0.6,
+    "I4": 0.5,
+    "I5": 0.8,
+    "I7": 0.7,
+    "I8": 0.4,
+    "I10": 0.5,
+    "I11": 0.6,
+    "I13": 0.4,
+    "C1": 0.6,
+    "C2": 0.8,
+    "C3": 0.4,
+    "C5": 0.7,
+    "C6": 1.0,
+    "C8": 0.5,
+    "C9": 0.5,
+    "C10": 0.6,
+    "C11": 0.4,
+    "C13": 0.5,
+    "C14": 0.9,
+    "C15": 0.4,
+    "C17": 0.7,
+    "C18": 0.4,
+    "C19": 0.6,
+    "C20": 0.5,
+    "C22": 0.6,
+    "C24": 0.3,
+    "C25": 0.4,
     "C26": 0.5,
 }
 BUMP_FIELDS = {"I5"}  # effect exp(-z²/2): a peak at typical values (not monotone)
 # Pairs of fields whose frequent values interact: <u_a, u_b>, u of size RANK.
 INTERACTIONS = [
-    ("C1", "C14", 1.3), ("C6", "C17", 1.3), ("C8", "C25", 1.1),
-    ("C5", "C9", 1.0), ("C10", "C19", 0.9), ("I1", "C20", 0.9),
+    ("C1", "C14", 1.3),
+    ("C6", "C17", 1.3),
+    ("C8", "C25", 1.1),
+    ("C5", "C9", 1.0),
+    ("C10", "C19", 0.9),
+    ("I1", "C20", 0.9),
 ]
 TOP_K = 6  # most frequent values per field that carry a main effect
 INTER_TOP_K = 4  # most frequent values per field that take part in interactions
@@ -149,8 +189,10 @@ def _unmix32(x: np.ndarray) -> np.ndarray:
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 # byte -> its two hex chars as one little-endian uint16 (first char in low byte)
-_HEX_PAIRS = (_HEX[np.arange(256) >> 4].astype(np.uint16)
-              | _HEX[np.arange(256) & 15].astype(np.uint16) << 8)
+_HEX_PAIRS = (
+    _HEX[np.arange(256) >> 4].astype(np.uint16)
+    | _HEX[np.arange(256) & 15].astype(np.uint16) << 8
+)
 
 
 def _hex_words(values: np.ndarray) -> np.ndarray:
@@ -168,8 +210,11 @@ def _strings(words: np.ndarray, present: np.ndarray) -> pa.Array:
     n_missing = len(words) - int(offsets[-1] // 8)
     valid = pa.py_buffer(np.packbits(present, bitorder="little")) if n_missing else None
     return pa.StringArray.from_buffers(
-        len(words), pa.py_buffer(offsets), pa.py_buffer(words[present].tobytes()),
-        valid, n_missing,
+        len(words),
+        pa.py_buffer(offsets),
+        pa.py_buffer(words[present].tobytes()),
+        valid,
+        n_missing,
     )
 
 
@@ -241,8 +286,9 @@ def _alias_table(w: np.ndarray):
 def _write_tsv(out, table: pa.Table) -> None:
     """Append a table as Criteo text (arrow and zlib release the GIL: overlaps)."""
     buf = pa.BufferOutputStream()
-    options = pacsv.WriteOptions(include_header=False, delimiter="\t",
-                                 quoting_style="none")
+    options = pacsv.WriteOptions(
+        include_header=False, delimiter="\t", quoting_style="none"
+    )
     pacsv.write_csv(table, buf, options)
     out.write(buf.getvalue())
 
@@ -262,8 +308,12 @@ class SyntheticCriteo:
     ``sample(n, start)`` returns rows start..start+n-1 of it.
     """
 
-    def __init__(self, seed: int = DEFAULT_SEED, target_auc: float = TARGET_AUC,
-                 positive_rate: float = POSITIVE_RATE):
+    def __init__(
+        self,
+        seed: int = DEFAULT_SEED,
+        target_auc: float = TARGET_AUC,
+        positive_rate: float = POSITIVE_RATE,
+    ):
         self.seed = int(seed)
         rng = np.random.default_rng([self.seed, 0])
         # missing together, as in real Criteo: columns sharing a missing rate
@@ -273,20 +323,24 @@ class SyntheticCriteo:
         self._rates, self._miss_group = np.unique(rates, return_inverse=True)
         self._zipf = [_Zipf(CAT_STATS[c][1], CAT_STATS[c][2]) for c in CAT_COLS]
         self._keys = rng.integers(0, 2**32, len(CAT_COLS), dtype=np.uint64)
-        self._head_words = [self._words(k, np.arange(z.m)) for k, z in
-                            enumerate(self._zipf)]
+        self._head_words = [
+            self._words(k, np.arange(z.m)) for k, z in enumerate(self._zipf)
+        ]
         self._num_knots = [self._knots(c) for c in NUM_COLS]
         # effect tables: slots 0..TOP_K-1 = frequent ranks, TOP_K = missing, +1 = rest
         self._top = [min(z.k, TOP_K) for z in self._zipf]
-        self._main = {c: np.r_[rng.normal(size=t + 1), 0.0]
-                      for c, t in zip(CAT_COLS, self._top) if c in MAIN_EFFECTS}
+        self._main = {
+            c: np.r_[rng.normal(size=t + 1), 0.0]
+            for c, t in zip(CAT_COLS, self._top)
+            if c in MAIN_EFFECTS
+        }
         self._latent = {}
         for a, b, _ in INTERACTIONS:
             for f in (a, b):
                 if f in CAT_COLS:
                     t = self._top[CAT_COLS.index(f)]
                     lat = rng.normal(size=(t + 2, RANK))
-                    lat[min(t, INTER_TOP_K):] = 0  # rarer values take no part
+                    lat[min(t, INTER_TOP_K) :] = 0  # rarer values take no part
                 else:
                     lat = rng.normal(size=RANK)  # numeric: z * w
                 self._latent[(a, b, f)] = lat
@@ -301,7 +355,7 @@ class SyntheticCriteo:
 
     def _features(self, rng: np.random.Generator, n: int):
         """-> ranks [26, n] int64 (-1 missing), counts [13, n] float64 (NaN missing)."""
-        miss = (rng.random((len(self._rates), n)) < self._rates[:, None])
+        miss = rng.random((len(self._rates), n)) < self._rates[:, None]
         miss = miss[self._miss_group]  # one draw per group of equal missing rates
         u = rng.random((len(NUM_COLS) + len(CAT_COLS), n))
         probs = np.array([0.0, 0.5, 0.9, 0.99, 1.0])
@@ -313,7 +367,7 @@ class SyntheticCriteo:
         ranks = np.empty((len(CAT_COLS), n), np.int64)
         for k, z in enumerate(self._zipf):
             ranks[k] = z.ranks(u[len(NUM_COLS) + k])
-        ranks[miss[len(NUM_COLS):]] = -1
+        ranks[miss[len(NUM_COLS) :]] = -1
         return ranks, x
 
     # -- the click model
@@ -328,7 +382,7 @@ class SyntheticCriteo:
         for f in MAIN_EFFECTS:
             if f in NUM_COLS:
                 zf = z[NUM_COLS.index(f)]
-                terms[f] = np.exp(-zf**2 / 2) if f in BUMP_FIELDS else zf
+                terms[f] = np.exp(-(zf**2) / 2) if f in BUMP_FIELDS else zf
             else:
                 terms[f] = self._main[f][slots[f]]
         for a, b, _ in INTERACTIONS:
@@ -381,9 +435,7 @@ class SyntheticCriteo:
         shift = sum(self._scale[k] * t.mean() for k, t in terms.items())
         self.bias = float(b - shift)  # so bias + sum(terms) = alpha * s + b
         self.expected_auc = _expected_auc(p)
-        self.expected_logloss = float(
-            -np.mean(p * np.log(p) + (1 - p) * np.log1p(-p))
-        )
+        self.expected_logloss = float(-np.mean(p * np.log(p) + (1 - p) * np.log1p(-p)))
 
     # -- public
     @property
@@ -417,8 +469,11 @@ class SyntheticCriteo:
     @staticmethod
     def schema() -> pa.Schema:
         """Column types of the tables this class makes (those read_criteo parses)."""
-        return pa.schema([(LABEL, pa.int8())] + [(c, pa.int64()) for c in NUM_COLS]
-                         + [(c, pa.string()) for c in CAT_COLS])
+        return pa.schema(
+            [(LABEL, pa.int8())]
+            + [(c, pa.int64()) for c in NUM_COLS]
+            + [(c, pa.string()) for c in CAT_COLS]
+        )
 
     def _table(self, ranks, x, y) -> pa.Table:
         """ranks [26, n], counts [13, n], labels [n] -> arrow table (schema())."""
@@ -487,8 +542,9 @@ class SyntheticCriteo:
         for k, c in enumerate(CAT_COLS):
             codes = category_codes(df[c])
             hexed = codes < (1 << 32)
-            rank = (_unmix32(codes & 0xFFFFFFFF).astype(np.int64)
-                    - int(self._keys[k])) % 2**32
+            rank = (
+                _unmix32(codes & 0xFFFFFFFF).astype(np.int64) - int(self._keys[k])
+            ) % 2**32
             rank = np.where(hexed & (rank < self._zipf[k].k), rank, self._zipf[k].k)
             ranks[k] = np.where(codes == MISSING_CODE, -1, rank)
         x = df[NUM_COLS].to_numpy(np.float64, na_value=np.nan).T
@@ -497,36 +553,49 @@ class SyntheticCriteo:
     def oracle_metrics(self, df: pd.DataFrame) -> dict[str, float]:
         """AUC and log loss of the true probabilities on labelled rows (the ceiling)."""
         p, y = self.true_probability(df), df[LABEL].to_numpy()
-        return {"auc": roc_auc(y, p), "logloss": log_loss(y, p),
-                "positive_rate": float(y.mean())}
+        return {
+            "auc": roc_auc(y, p),
+            "logloss": log_loss(y, p),
+            "positive_rate": float(y.mean()),
+        }
 
     def summary(self) -> dict:
         """The click model in numbers (JSON-friendly)."""
-        return {"seed": self.seed, "bias": self.bias,
-                "expected_auc": self.expected_auc,
-                "expected_logloss": self.expected_logloss,
-                "main_effects": self.main_effects,
-                "interactions": self.interactions,
-                "noise_fields": self.noise_fields}
+        return {
+            "seed": self.seed,
+            "bias": self.bias,
+            "expected_auc": self.expected_auc,
+            "expected_logloss": self.expected_logloss,
+            "main_effects": self.main_effects,
+            "interactions": self.interactions,
+            "noise_fields": self.noise_fields,
+        }
 
 
-def ensure_default_data(data_dir="data", n_rows: int = DEFAULT_ROWS,
-                        seed: int = DEFAULT_SEED) -> Path:
+def ensure_default_data(
+    data_dir="data", n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED
+) -> Path:
     """Path of the built-in data file, written once and reused while its manifest
     (generator version, seed, rows, size) still matches."""
     data_dir = Path(data_dir)
     path = data_dir / DEFAULT_FILE
     manifest = path.with_suffix(".json")
-    want = {"generator": "fibinet_tutorial.synthetic", "version": VERSION,
-            "seed": seed, "rows": n_rows}
+    want = {
+        "generator": "fibinet_tutorial.synthetic",
+        "version": VERSION,
+        "seed": seed,
+        "rows": n_rows,
+    }
     if path.exists() and manifest.exists():
         have = json.loads(manifest.read_text())
         if {k: have.get(k) for k in want} == want and have.get(
-                "bytes") == path.stat().st_size:
+            "bytes"
+        ) == path.stat().st_size:
             return path
     data_dir.mkdir(parents=True, exist_ok=True)
     SyntheticCriteo(seed).write(path, n_rows)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    manifest.write_text(json.dumps(
-        want | {"bytes": path.stat().st_size, "sha256": digest}, indent=1))
+    manifest.write_text(
+        json.dumps(want | {"bytes": path.stat().st_size, "sha256": digest}, indent=1)
+    )
     return path

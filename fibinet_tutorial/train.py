@@ -98,10 +98,14 @@ def load_trained(out_dir, model: str = "fibinet"):
     return net, D.CriteoPreprocessor.load(out_dir / "preprocessor.json")
 
 
+def eval_loader(dataset) -> torch.utils.data.DataLoader:
+    """Large, unshuffled batches: for evaluation and scoring."""
+    return D.make_loader(dataset, 8192, shuffle=False)
+
+
 def score(net: nn.Module, preprocessor, df: pd.DataFrame) -> np.ndarray:
     """Click probabilities [N] for raw Criteo rows (unseen categories welcome)."""
-    loader = D.make_loader(D.CTRDataset.from_frame(df, preprocessor), 8192, False)
-    return predict_proba(net, loader)
+    return predict_proba(net, eval_loader(D.CTRDataset.from_frame(df, preprocessor)))
 
 
 # ---------------------------------------------------------------- training
@@ -433,8 +437,7 @@ def train_one(
     net = build_model(config)
     bs = hparams["batch_size"] or auto_batch_size(len(prepared["ds_train"]))
     dl_train = D.make_loader(prepared["ds_train"], bs, shuffle=True, seed=seed)
-    dl_val = D.make_loader(prepared["ds_val"], 8192, shuffle=False)
-    dl_test = D.make_loader(prepared["ds_test"], 8192, shuffle=False)
+    dl_val, dl_test = eval_loader(prepared["ds_val"]), eval_loader(prepared["ds_test"])
     model = CTRKerasModel(net, lr=hparams["lr"], weight_decay=hparams["weight_decay"])
     ckpt = Path(out_dir) / f"{name}.pt"
     history = model.fit(
@@ -493,7 +496,6 @@ def run(args) -> dict | None:
         )
     first = trained[args.model[0]]
     acc = first["model"].accelerator
-    digests = [weights_digest(t["net"]) for t in trained.values()]
     rows = [t["result"] for t in trained.values()]
     if prepared["truth"] is not None:
         o = prepared["oracle"]
@@ -514,6 +516,7 @@ def run(args) -> dict | None:
     if acc.num_processes > 1:
         from accelerate.utils import gather_object
 
+        digests = [weights_digest(t["net"]) for t in trained.values()]
         all_digests = gather_object([digests])
         summary["processes"] = acc.num_processes
         summary["ranks_identical"] = all(d == all_digests[0] for d in all_digests)
@@ -524,7 +527,14 @@ def run(args) -> dict | None:
     for name, t in trained.items():
         save_model(t["net"], t["config"], out_dir / f"{name}.pt")
         t["history"].to_csv(out_dir / f"history_{name}.csv", index=False)
-    plots.save_run_figures(trained, prepared, out_dir)
+    weights = strengths = None
+    if "fibinet" in trained:
+        net = trained["fibinet"]["net"]
+        weights = mean_field_importance(net, eval_loader(prepared["ds_val"]))
+        if prepared["truth"] is not None:
+            strengths = plots.field_strengths(prepared["truth"])
+    histories = {name: t["history"] for name, t in trained.items()}
+    plots.save_run_figures(histories, out_dir, weights, strengths)
     print()
     print(comparison_table(rows).to_string(float_format=lambda v: f"{v:.4f}"))
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
