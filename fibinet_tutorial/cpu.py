@@ -4,10 +4,53 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import sys
 
 import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_MADV_HUGEPAGE, _HUGE_PAGE = 14, 2 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    """The C library (None where there is none to load)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _madvise():
+    """libc's madvise with its argument types, on Linux only (else None)."""
+    libc = _libc()
+    if not sys.platform.startswith("linux") or libc is None:
+        return None
+    madvise = libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return madvise
+
+
+def advise_huge_pages(t: torch.Tensor) -> bool:
+    """Ask Linux to back a large, not yet written CPU tensor with 2 MB pages.
+
+    A fresh tensor's memory is mapped lazily: the first write to each 4 KB page
+    traps into the kernel. For FiBiNET's 48 MB bilinear output (batch 2048)
+    that is 12,000 traps, measured at ~13 ms of a ~22 ms forward pass; with
+    2 MB pages it is 24. Call it right after `torch.empty`, before anything is
+    written. Only the whole 2 MB blocks inside the tensor are advised; where
+    transparent huge pages are off, or off Linux, nothing changes. Returns
+    whether the advice was given.
+    """
+    madvise = _madvise()
+    nbytes = t.untyped_storage().nbytes()
+    if madvise is None or t.device.type != "cpu" or nbytes < 2 * _HUGE_PAGE:
+        return False
+    start = -(-t.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
+    end = (t.data_ptr() + nbytes) // _HUGE_PAGE * _HUGE_PAGE
+    return end > start and madvise(start, end - start, _MADV_HUGEPAGE) == 0
 
 
 def keep_freed_memory() -> bool:
@@ -21,9 +64,8 @@ def keep_freed_memory() -> bool:
     changes nothing) where the C library is not glibc.
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mallopt = _libc().mallopt
+    except AttributeError:  # no C library, or not glibc
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
