@@ -157,6 +157,10 @@ def bilinear_pairs(e: torch.Tensor, weight: torch.Tensor, bilinear_type: str):
 
     e: [S, F, d, N] contiguous; weight: [S_w, n, d, d] -> [S, F*(F-1)/2, d, N].
     """
-    if bilinear_type == "field_interaction":
-        return _RowsPairMatrix.apply(e, weight)
-    return _RowsSharedMatrix.apply(e, weight)
+    fn = _RowsPairMatrix if bilinear_type == "field_interaction" else _RowsSharedMatrix
+    if torch.is_autocast_enabled(e.device.type):
+        # mixed precision: these products stay in float32 (the MLP after them is
+        # where reduced precision pays); autocast would mix dtypes inside
+        with torch.autocast(e.device.type, enabled=False):
+            return fn.apply(e.float(), weight.float())
+    return fn.apply(e, weight)

@@ -87,7 +87,7 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
     The default on CPU loops over parameters in Python-level single-tensor
     kernels; fused does one pass per parameter and is several times faster
     on a million-row embedding table. params may be parameter groups, each
-    with its own weight_decay (see train.embedding_decay_groups).
+    with its own weight_decay (see train.decay_groups).
     """
     params = list(params)
     try:

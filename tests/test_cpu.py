@@ -37,3 +37,18 @@ def test_make_adam_keeps_parameter_groups():
     a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
     opt = make_adam([{"params": [a], "weight_decay": 0.1}, {"params": [b]}], lr=0.01)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+
+
+@pytest.mark.parametrize("bilinear_type", ["field_all", "field_interaction"])
+def test_fast_layer_runs_in_float32_under_autocast(bilinear_type):
+    from fibinet_tutorial.models import FiBiNET
+
+    torch.manual_seed(0)
+    net = FiBiNET(3, [5, 7], d_embed=4, mlp_layers=(8,), bilinear_type=bilinear_type)
+    x = (torch.randn(16, 3), torch.randint(0, 5, (16, 2)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = net(x)
+    logits.float().sum().backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert net.bilinear.weight.grad.dtype == torch.float32

@@ -274,3 +274,30 @@ def test_two_processes_with_accelerate_launch(data_dir, tmp_path):
     assert summary["processes"] == 2
     assert summary["ranks_identical"] is True
     assert np.isfinite(summary["test_auc"])
+
+
+def test_decay_groups_spare_senet_and_biases():
+    from fibinet_tutorial.models import FiBiNET
+
+    net = FiBiNET(2, [4, 6], d_embed=4, mlp_layers=(8,))
+    groups = T.decay_groups(net, weight_decay=1e-3, mlp_weight_decay=0.5)
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    named = dict(net.named_parameters())
+    assert decay[id(net.cat_embedding.embedding.weight)] == 1e-3
+    assert decay[id(named["mlp.layers.0.weight"])] == 0.5
+    assert decay[id(named["mlp.layers.0.bias"])] == 0.0
+    assert all(decay[id(p)] == 0.0 for p in net.senet.parameters())
+    assert decay[id(net.bilinear.weight)] == 0.0
+    assert len(decay) == len(named)  # every parameter in exactly one group
+
+
+def test_mlp_weight_decay_fades_with_size():
+    sizes = [2_000, 4_500, 20_000, 240_000]
+    wd = [T.auto_mlp_weight_decay(n) for n in sizes]
+    assert wd == sorted(wd, reverse=True)
+    assert wd[1] == pytest.approx(0.1) and wd[-1] < 1e-4
+    h = T.resolve_hparams(T.default_hparams(), 4_500)
+    assert h["mlp_weight_decay"] == pytest.approx(0.1)
+    assert h["batch_size"] == T.auto_batch_size(4_500)
+    fixed = T.default_hparams() | {"mlp_weight_decay": 0.0, "batch_size": 64}
+    assert T.resolve_hparams(fixed, 4_500)["mlp_weight_decay"] == 0.0
