@@ -27,8 +27,22 @@ NUM_FIELDS = N_NUM + N_CAT
 TYPES = ("field_all", "field_each", "field_interaction")
 
 
-def interleaved_medians(fns: dict, rounds: int) -> dict:
-    """Median milliseconds of each function, timed round-robin."""
+class Timings(dict):
+    """Median milliseconds per function, plus per-round ratios."""
+
+    def __init__(self, times: dict):
+        super().__init__({name: statistics.median(ts) for name, ts in times.items()})
+        self.times = times
+
+    def ratio(self, slow: str, fast: str) -> float:
+        """Median over rounds of slow / fast, both timed in the same round: a
+        busy spell on a shared machine slows both sides of each ratio alike."""
+        pairs = zip(self.times[slow], self.times[fast])
+        return statistics.median(a / b for a, b in pairs)
+
+
+def interleaved_medians(fns: dict, rounds: int) -> Timings:
+    """Time each function round-robin, `rounds` times after a warm-up call."""
     for fn in fns.values():  # warm-up: allocations, lazy init
         fn()
     times = {name: [] for name in fns}
@@ -37,7 +51,7 @@ def interleaved_medians(fns: dict, rounds: int) -> dict:
             start = time.perf_counter()
             fn()
             times[name].append(1000 * (time.perf_counter() - start))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return Timings(times)
 
 
 class FuxiCTRStyleBilinear(nn.Module):
@@ -97,7 +111,7 @@ def bench_bilinear(rounds: int) -> list[str]:
         )
         rows.append(
             f"| {bilinear_type} | {ms['loop']:.1f} | {ms['fast']:.1f} | "
-            f"**{ms['loop'] / ms['fast']:.1f}x** | {ms['fast_rows']:.1f} | "
+            f"**{ms.ratio('loop', 'fast'):.1f}x** | {ms['fast_rows']:.1f} | "
             f"{ms['fuxi']:.1f} |"
         )
     return rows
@@ -151,10 +165,10 @@ def bench_train_step(rounds: int) -> list[str]:
         "|---|---:|---:|",
         f"| FiBiNET, fast bilinear | {ms['fast']:.0f} | 1.00x |",
         f"| FiBiNET, loop bilinear | {ms['loop']:.0f} | "
-        f"**{ms['loop'] / ms['fast']:.2f}x faster** |",
-        f"| DeepFM | {ms['deepfm']:.0f} | {ms['fast'] / ms['deepfm']:.2f}x slower |",
+        f"**{ms.ratio('loop', 'fast'):.2f}x faster** |",
+        f"| DeepFM | {ms['deepfm']:.0f} | {ms.ratio('fast', 'deepfm'):.2f}x slower |",
         f"| first MLP layer alone ({d_in:,} -> 128, fwd + bwd) | {ms['floor']:.0f} | "
-        f"{ms['fast'] / ms['floor']:.2f}x the floor |",
+        f"{ms.ratio('fast', 'floor'):.2f}x the floor |",
     ]
 
 
@@ -182,8 +196,9 @@ def main():
         f"Measured {date.today()} by `benchmarks/bench_layers.py`: torch "
         f"{torch.__version__}, {args.threads} threads, {cpu_name()} "
         f"({platform.machine()}), batch {BATCH}, {NUM_FIELDS} fields "
-        f"({N_NUM} numeric + {N_CAT} categorical), d_embed {D_EMBED}. Medians of "
-        f"{args.rounds} interleaved rounds.",
+        f"({N_NUM} numeric + {N_CAT} categorical), d_embed {D_EMBED}. Times: medians "
+        f"of {args.rounds} interleaved rounds; ratios: medians of the {args.rounds} "
+        "per-round ratios.",
         "",
     ]
     for title, setup in (
