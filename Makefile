@@ -41,7 +41,7 @@ unit: setup
 	$(PY) -m pytest tests
 
 notebooks-test: setup
-	$(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=600 $(NOTEBOOKS)
+	$(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=1500 $(NOTEBOOKS)
 
 # The .md files are the source: rebuild each .ipynb from it, execute, clean.
 notebooks: setup
