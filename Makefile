@@ -10,12 +10,13 @@ STAMP := $(VENV)/.setup-done
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 OUT ?= runs/default
 
-.PHONY: help setup run test unit notebooks-test notebooks lint bench clean
+.PHONY: help setup run test unit notebooks-test notebooks lint bench bench-small clean
 
 help:
 	@echo "make run        set up, then train FiBiNET, DeepFM and LR on the built-in data"
 	@echo "make test       set up, then lint, unit tests and every notebook"
 	@echo "make bench      speed and memory benchmarks -> benchmarks/RESULTS.md"
+	@echo "make bench-small FiBiNET vs LR on small files -> benchmarks/SMALL_FILES.md"
 	@echo "make notebooks  re-execute every notebook from its .md source, keep outputs"
 
 $(STAMP): requirements-lock.txt pyproject.toml
@@ -53,6 +54,12 @@ bench: setup
 	cat benchmarks/.layers.md benchmarks/.data.md > benchmarks/RESULTS.md
 	rm benchmarks/.layers.md benchmarks/.data.md
 	cat benchmarks/RESULTS.md
+
+# FiBiNET vs LR on small files (~7 min): the evidence for auto_mlp_weight_decay
+bench-small: setup
+	$(PY) benchmarks/small_files.py > benchmarks/.small.md
+	mv benchmarks/.small.md benchmarks/SMALL_FILES.md
+	cat benchmarks/SMALL_FILES.md
 
 clean:
 	rm -rf $(VENV) runs notebooks/runs .pytest_cache

@@ -429,9 +429,10 @@ def auto_mlp_weight_decay(n_train: int) -> float:
 
     FiBiNET's MLP reads F(F-1)d inputs (11,856 on Criteo's 39 fields): on a few
     thousand rows it fits noise, and FiBiNET falls below logistic regression.
-    0.1 * (4,500 / n_train)**2, measured on the built-in data (test AUC on 50k
-    held-out rows, 3 samples each, FiBiNET minus LR): 5k rows -0.015 without it,
-    +0.003 with it (0.1); 10k rows +0.002 (0.025); 20k rows +0.007 (0.006).
+    0.1 * (4,500 / n_train)**2; `make bench-small` measures it on the built-in
+    data (benchmarks/SMALL_FILES.md: 3 samples per size, test AUC on 50k
+    held-out rows). Mean FiBiNET minus LR, with / without it: 3k rows +0.007 /
+    -0.037, 5k -0.005 / -0.012, 10k +0.002 / -0.005, 20k +0.006 / +0.005.
     At 240k training rows it is 3.5e-5, too small to matter; a fixed 0.1 there
     costs 0.01 AUC, which is why it fades with the square of the size.
     """
@@ -485,8 +486,8 @@ def train_one(
     history = model.fit(
         dl_train,
         dl_val,
-        epochs=hparams["epochs"],
-        patience=hparams["patience"],
+        epochs=hp["epochs"],
+        patience=hp["patience"],
         ckpt_path=ckpt,
         progress=progress,
     )
