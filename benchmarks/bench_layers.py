@@ -17,7 +17,8 @@ from datetime import date
 import torch
 from torch import nn
 
-from fibinet_tutorial.cpu import keep_freed_memory, make_adam
+from fibinet_tutorial import train
+from fibinet_tutorial.cpu import has_amx, keep_freed_memory, make_adam
 from fibinet_tutorial.criteo import CRITEO_CARDINALITIES
 from fibinet_tutorial.layers import BilinearInteraction, BilinearInteractionLoop
 from fibinet_tutorial.models import DeepFM, FiBiNET
@@ -117,14 +118,16 @@ def bench_bilinear(rounds: int) -> list[str]:
     return rows
 
 
-def train_step(net: nn.Module, x, y):
-    """One closure doing forward, backward and an Adam step."""
+def train_step(net: nn.Module, x, y, precision: str = "float32"):
+    """One closure doing forward, backward and an Adam step (as CTRKerasModel)."""
     optimizer = make_adam(net.parameters(), lr=1e-3)
     loss_fn = nn.BCEWithLogitsLoss()
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
+        with train.autocast_training(net, precision):
+            loss = loss_fn(net(x), y)
+        loss.backward()
         optimizer.step()
 
     return step
@@ -146,6 +149,7 @@ def bench_train_step(rounds: int) -> list[str]:
         shared_bilinear=True,
     )
     fast = FiBiNET(N_NUM, cats, fast=True, **seed_config)
+    fast_bf16 = FiBiNET(N_NUM, cats, fast=True, **seed_config)
     loop = FiBiNET(N_NUM, cats, fast=False, **seed_config)
     deepfm = DeepFM(N_NUM, cats, D_EMBED, (128, 64, 32), 0.25)
     d_in = NUM_FIELDS * (NUM_FIELDS - 1) * D_EMBED
@@ -154,16 +158,20 @@ def bench_train_step(rounds: int) -> list[str]:
     ms = interleaved_medians(
         {
             "fast": train_step(fast, x, y),
+            "bf16": train_step(fast_bf16, x, y, "bf16"),
             "loop": train_step(loop, x, y),
             "deepfm": train_step(deepfm, x, y),
             "floor": lambda: first_layer(x_first).sum().backward(),
         },
         rounds,
     )
+    amx = "this CPU has AMX" if has_amx() else "no AMX here: emulated"
     return [
         "| step (forward + backward + Adam) | ms | fast FiBiNET is |",
         "|---|---:|---:|",
         f"| FiBiNET, fast bilinear | {ms['fast']:.0f} | 1.00x |",
+        f"| FiBiNET, fast bilinear, bf16 autocast ({amx}) | {ms['bf16']:.0f} | "
+        f"{ms.ratio('fast', 'bf16'):.2f}x slower |",
         f"| FiBiNET, loop bilinear | {ms['loop']:.0f} | "
         f"**{ms.ratio('loop', 'fast'):.2f}x faster** |",
         f"| DeepFM | {ms['deepfm']:.0f} | {ms.ratio('fast', 'deepfm'):.2f}x slower |",

@@ -81,6 +81,19 @@ def flush_denormals() -> bool:
     return torch.set_flush_denormal(True)
 
 
+def has_amx() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX).
+
+    There, training under bf16 autocast is faster (`make bench`: the FiBiNET
+    step table); elsewhere bf16 on a CPU is emulated and slower than float32.
+    """
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(check is not None and check())
+    except RuntimeError:
+        return False
+
+
 def make_adam(params, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel where this torch has it (CPU: torch >= 2.4).
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import data as D
-from .cpu import flush_denormals, keep_freed_memory, make_adam
+from .cpu import flush_denormals, has_amx, keep_freed_memory, make_adam
 from .metrics import AUC, BCEWithLogits, LogLoss, log_loss, roc_auc
 from .models import DeepFM, FiBiNET, LogisticRegression, count_parameters
 
@@ -142,6 +142,52 @@ class _EpochLog:
             print("  ".join(parts), file=self.stream, flush=True)
 
 
+PRECISIONS = ("auto", "float32", "bf16")
+
+
+def auto_precision() -> str:
+    """bf16 where its matrix products are fast (CUDA GPUs, CPUs with AMX)."""
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bf16" if has_amx() else "float32"
+
+
+@contextlib.contextmanager
+def autocast_training(net: nn.Module, precision: str):
+    """Run net's *training* forward passes under autocast; evaluation stays float32.
+
+    precision "bf16": the MLP's (and SENet's) matrix products run in bfloat16
+    while the weights, the optimizer and the bilinear kernel stay float32;
+    logits come back as float32. Validation, `evaluate` and `predict_proba`
+    see the plain float32 model, so their AUCs are exact and reproducible.
+    "float32" changes nothing.
+    """
+    if precision not in ("float32", "bf16"):
+        raise ValueError(f"precision must be float32 or bf16, got {precision!r}")
+    if precision == "float32":
+        yield net
+        return
+    had_own_forward = "forward" in net.__dict__
+    forward = net.forward
+
+    def forward_in_bf16(*args, **kwargs):
+        if not net.training:
+            return forward(*args, **kwargs)
+        device = next(net.parameters()).device.type
+        with torch.autocast(device, dtype=torch.bfloat16):
+            out = forward(*args, **kwargs)
+        return out.float()
+
+    net.forward = forward_in_bf16
+    try:
+        yield net
+    finally:
+        if had_own_forward:
+            net.forward = forward
+        else:
+            del net.forward
+
+
 def decay_groups(
     net: nn.Module, weight_decay: float, mlp_weight_decay: float = 0.0
 ) -> list[dict]:
@@ -199,13 +245,18 @@ class CTRKerasModel(torchkeras.KerasModel):
         monitor: str = "val_auc",
         mode: str = "max",
         progress: str = "bar",
+        precision: str = "float32",
         **kwargs,
     ) -> pd.DataFrame:
         """Train with early stopping; returns the history, one row per epoch.
 
         progress: "bar" (torchkeras's tqdm bars), "epoch" (one plain line per
-        epoch, for notebooks) or "none".
+        epoch, for notebooks) or "none". precision: "float32", "bf16" (training
+        steps under autocast, see `autocast_training`) or "auto" (bf16 where
+        it is fast: `auto_precision`).
         """
+        if precision == "auto":
+            precision = auto_precision()
         if progress not in ("bar", "epoch", "none"):
             raise ValueError(f"progress must be bar, epoch or none, got {progress!r}")
         log = _EpochLog(sys.stdout if progress == "epoch" else None)
@@ -216,7 +267,7 @@ class CTRKerasModel(torchkeras.KerasModel):
         kwargs.setdefault("cpu", not torch.cuda.is_available())
         Path(ckpt_path).parent.mkdir(parents=True, exist_ok=True)
         quiet = contextlib.redirect_stdout(io.StringIO()) if progress != "bar" else None
-        with quiet or contextlib.nullcontext():
+        with quiet or contextlib.nullcontext(), autocast_training(self.net, precision):
             super().fit(
                 train_data,
                 val_data,
@@ -421,6 +472,7 @@ def default_hparams() -> dict:
         "batch_size": None,  # auto_batch_size
         "epochs": 10,
         "patience": 2,
+        "precision": "auto",  # auto_precision
     }
 
 
@@ -440,12 +492,14 @@ def auto_mlp_weight_decay(n_train: int) -> float:
 
 
 def resolve_hparams(hparams: dict, n_train: int) -> dict:
-    """Fill in the automatic hyperparameters (None) for a training set's size."""
+    """Fill in the automatic hyperparameters (None, "auto") for a training set."""
     h = dict(hparams)
     if h.get("batch_size") is None:
         h["batch_size"] = auto_batch_size(n_train)
     if h.get("mlp_weight_decay") is None:
         h["mlp_weight_decay"] = auto_mlp_weight_decay(n_train)
+    if h.get("precision", "auto") == "auto":
+        h["precision"] = auto_precision()
     return h
 
 
@@ -490,9 +544,11 @@ def train_one(
         patience=hp["patience"],
         ckpt_path=ckpt,
         progress=progress,
+        precision=hp["precision"],
     )
     net = model.net
     result = summarize(name, net, history, dl_val, dl_test)
+    result["precision"] = hp["precision"]
     return {
         "result": result,
         "net": net,
@@ -683,6 +739,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--epochs", type=int, default=d["epochs"])
     p.add_argument("--patience", type=int, default=d["patience"])
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d["precision"],
+        help="training steps in bf16 autocast or float32; auto: bf16 on GPUs "
+        "and on CPUs with AMX, where it is faster (evaluation is float32)",
+    )
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--progress", choices=["bar", "epoch", "none"], default="bar")
     p.add_argument("--traceback", action="store_true", help="show errors in full")

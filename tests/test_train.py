@@ -301,3 +301,46 @@ def test_mlp_weight_decay_fades_with_size():
     assert h["batch_size"] == T.auto_batch_size(4_500)
     fixed = T.default_hparams() | {"mlp_weight_decay": 0.0, "batch_size": 64}
     assert T.resolve_hparams(fixed, 4_500)["mlp_weight_decay"] == 0.0
+
+
+def test_bf16_training_steps_and_float32_evaluation(tmp_path):
+    df = SyntheticCriteo().sample(3000)
+    pre = D.CriteoPreprocessor().fit(df[:2000])
+    ds_train = D.CTRDataset.from_frame(df[:2000], pre)
+    ds_val = D.CTRDataset.from_frame(df[2000:], pre)
+    torch.manual_seed(0)
+    config = {"model": "fibinet", "d_numerical": 13, "categories": pre.categories}
+    net = T.build_model(config | {"d_embed": 4, "mlp_layers": [8]})
+    seen = []  # (training?, dtype of the MLP's first layer's output)
+    net.mlp.layers[0].register_forward_hook(
+        lambda module, args, out: seen.append((module.training, out.dtype))
+    )
+    model = T.CTRKerasModel(net, lr=1e-3)
+    history = model.fit(
+        D.make_loader(ds_train, 256, True),
+        D.make_loader(ds_val, 4096, False),
+        epochs=1,
+        ckpt_path=tmp_path / "fibinet.pt",
+        progress="none",
+        precision="bf16",
+    )
+    assert {dtype for training, dtype in seen if training} == {torch.bfloat16}
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}
+    assert "forward" not in model.net.__dict__  # the autocast wrapper is gone
+    assert all(p.dtype == torch.float32 for p in model.net.parameters())
+    got = T.evaluate(model.net, D.make_loader(ds_val, 4096, False))
+    assert abs(got["auc"] - history["val_auc"].max()) < 1e-9
+    with pytest.raises(ValueError, match="precision"):
+        with T.autocast_training(net, "fp8"):
+            pass
+
+
+def test_auto_precision_is_bf16_only_where_it_is_fast(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(T, "has_amx", lambda: False)
+    assert T.auto_precision() == "float32"
+    assert T.resolve_hparams(T.default_hparams(), 1000)["precision"] == "float32"
+    monkeypatch.setattr(T, "has_amx", lambda: True)
+    assert T.auto_precision() == "bf16"
+    fixed = T.default_hparams() | {"precision": "float32"}
+    assert T.resolve_hparams(fixed, 1000)["precision"] == "float32"
