@@ -39,6 +39,7 @@ def main():
     test = gen.sample(50_000, start=5_000_000)  # far from every sample below
     print("| rows | sample | MLP decay | " + " | ".join(VARIANTS) + " |")
     print("|---:|---:|---:|" + "---:|" * len(VARIANTS))
+    diffs = {}  # (rows, variant) -> FiBiNET minus LR, one per sample
     for n in args.rows:
         for k in range(SAMPLES):
             df = gen.sample(n, start=k * 100_000)
@@ -51,15 +52,29 @@ def main():
                 "preprocessor": pre,
             }
             decay = train.auto_mlp_weight_decay(len(idx_train))
-            aucs = []
-            for model, overrides in VARIANTS.values():
+            aucs = {}
+            for name, (model, overrides) in VARIANTS.items():
                 hp = train.default_hparams() | overrides
                 run = train.train_one(
                     model, prepared, hp, "runs/small_files", seed=k, progress="none"
                 )
-                aucs.append(f"{run['result']['test_auc']:.4f}")
-            row = f"| {n:,} | {k} | {decay:.3g} | " + " | ".join(aucs) + " |"
-            print(row, flush=True)
+                aucs[name] = run["result"]["test_auc"]
+                if name != "LR":
+                    diffs.setdefault((n, name), []).append(aucs[name] - aucs["LR"])
+            cells = " | ".join(f"{v:.4f}" for v in aucs.values())
+            print(f"| {n:,} | {k} | {decay:.3g} | {cells} |", flush=True)
+    print()
+    print("FiBiNET minus LR, mean over the samples (samples at or above LR):")
+    print()
+    print("| rows | " + " | ".join(list(VARIANTS)[1:]) + " |")
+    print("|---:|" + "---:|" * (len(VARIANTS) - 1))
+    for n in args.rows:
+        cells = []
+        for name in list(VARIANTS)[1:]:
+            d = diffs[(n, name)]
+            above = sum(v >= 0 for v in d)
+            cells.append(f"{sum(d) / len(d):+.4f} ({above} of {len(d)})")
+        print(f"| {n:,} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

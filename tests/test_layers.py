@@ -15,6 +15,7 @@ from fibinet_tutorial.layers import (
     NumEmbedding,
     SENetAttention,
     bilinear_interaction,
+    lookup,
 )
 
 TYPES = ["field_all", "field_each", "field_interaction"]
@@ -152,6 +153,21 @@ def test_embeddings_and_linear():
     x_num = torch.tensor([[2.0, -1.0]])
     torch.testing.assert_close(num(x_num)[0, 0], 2.0 * num.weight[0])
     torch.testing.assert_close(num(x_num)[0, 1], -num.weight[1])
+
+
+@pytest.mark.parametrize("d", [1, 4])
+def test_lookup_equals_embedding_forward_and_backward(d):
+    torch.manual_seed(0)
+    weight = torch.randn(7, d, dtype=torch.double, requires_grad=True)
+    idx = torch.tensor([[0, 6, 6], [3, 0, 6]])  # repeated rows add up
+    grad = torch.randn(2, 3, d, dtype=torch.double)
+    fast = lookup(weight, idx)
+    (g_fast,) = torch.autograd.grad(fast, weight, grad)
+    plain = torch.nn.functional.embedding(idx, weight)
+    (g_plain,) = torch.autograd.grad(plain, weight, grad)
+    torch.testing.assert_close(fast, plain)
+    torch.testing.assert_close(g_fast, g_plain)
+    assert torch.autograd.gradcheck(lambda w: lookup(w, idx), (weight,))
 
 
 def test_fm_equals_pairwise_dot_products():
