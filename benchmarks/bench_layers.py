@@ -20,7 +20,13 @@ from torch import nn
 from fibinet_tutorial import train
 from fibinet_tutorial.cpu import has_amx, keep_freed_memory, make_adam
 from fibinet_tutorial.criteo import CRITEO_CARDINALITIES
-from fibinet_tutorial.layers import BilinearInteraction, BilinearInteractionLoop
+from fibinet_tutorial.layers import (
+    BilinearInteraction,
+    BilinearInteractionLoop,
+    Dropout,
+    Linear,
+    lookup,
+)
 from fibinet_tutorial.models import DeepFM, FiBiNET
 
 BATCH, N_NUM, N_CAT, D_EMBED = 2048, 13, 26, 8
@@ -180,6 +186,58 @@ def bench_train_step(rounds: int) -> list[str]:
     ]
 
 
+def grad_of(fn, inputs, precision: str = "float32"):
+    """One closure: fn's forward (under autocast for bf16) and its gradients."""
+
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = fn()
+        torch.autograd.grad(out, inputs, torch.ones_like(out))
+
+    return run
+
+
+def bench_blocks(rounds: int) -> list[str]:
+    """Our replacements for PyTorch modules, each against the module it replaces."""
+    torch.manual_seed(0)
+    d_in = NUM_FIELDS * (NUM_FIELDS - 1) * D_EMBED  # FiBiNET's MLP input
+    ours, plain = Linear(d_in, 128), nn.Linear(d_in, 128)
+    plain.load_state_dict(ours.state_dict())
+    # the bilinear layer's output: [batch, d_in] with the batch innermost
+    xt = {p: torch.randn(d_in, BATCH, requires_grad=True) for p in ("float32", "bf16")}
+    xt["bf16"] = xt["bf16"].detach().bfloat16().requires_grad_()  # as in training
+    hidden = torch.randn(BATCH, 128, requires_grad=True)
+    table = torch.randn(sum(CRITEO_CARDINALITIES), D_EMBED, requires_grad=True)
+    idx = torch.stack([torch.randint(0, c, (BATCH,)) for c in CRITEO_CARDINALITIES], 1)
+    drop, drop_ours = nn.Dropout(0.5), Dropout(0.5)
+    fns = {}
+    for p, x in xt.items():
+        for name, layer in ((f"linear_{p}", plain), (f"ours_{p}", ours)):
+            inputs = [x, *layer.parameters()]
+            fns[name] = grad_of(lambda x=x, f=layer: f(x.t()), inputs, p)
+    fns["dropout"] = grad_of(lambda: drop(hidden), [hidden])
+    fns["ours_dropout"] = grad_of(lambda: drop_ours(hidden), [hidden])
+    fns["embedding"] = grad_of(lambda: nn.functional.embedding(idx, table), [table])
+    fns["ours_embedding"] = grad_of(lambda: lookup(table, idx), [table])
+    ms = interleaved_medians(fns, rounds)
+    rows = [
+        "| forward + backward | PyTorch's (ms) | ours (ms) | **ratio** |",
+        "|---|---:|---:|---:|",
+    ]
+    table_size = f"{sum(CRITEO_CARDINALITIES):,} x {D_EMBED}"
+    for key, mine, title in (
+        ("linear_float32", "ours_float32", f"first MLP layer ({d_in:,} -> 128) "
+         "on the bilinear output"),
+        ("linear_bf16", "ours_bf16", "the same under bf16 autocast"),
+        ("dropout", "ours_dropout", f"dropout p=0.5 on [{BATCH}, 128]"),
+        ("embedding", "ours_embedding", f"embedding lookup, [{BATCH}, {N_CAT}] "
+         f"rows of a {table_size} table"),
+    ):
+        ratio = ms.ratio(key, mine)
+        rows.append(f"| {title} | {ms[key]:.1f} | {ms[mine]:.1f} | **{ratio:.2f}x** |")
+    return rows
+
+
 def cpu_name() -> str:
     """The CPU's model name (Linux), else what platform knows."""
     try:
@@ -230,6 +288,13 @@ def main():
             "",
         ]
         lines += bench_train_step(max(3, args.rounds // 2))
+        lines += [
+            "",
+            "Building blocks that replace PyTorch's own in the models "
+            "(`fibinet_tutorial.layers`: `Linear`, `Dropout`, `lookup`):",
+            "",
+        ]
+        lines += bench_blocks(args.rounds)
         lines.append("")
     print("\n".join(lines))
 

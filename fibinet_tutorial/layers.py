@@ -113,6 +113,92 @@ class CatLinear(nn.Module):
         return lookup(self.fc.weight, x_cat + self.offsets).sum(dim=1) + self.bias
 
 
+class _LinearOnColumns(torch.autograd.Function):
+    """y = x W^T + b for x handed over as its transpose xt [K, N], contiguous.
+
+    The same three matrix products autograd does for nn.Linear, each in the
+    orientation where both operands are contiguous (see `Linear`).
+    """
+
+    @staticmethod
+    def forward(ctx, xt, weight, bias):
+        ctx.save_for_backward(xt, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.mm(weight, xt).t()  # [M, N] -> a view [N, M]
+        return torch.addmm(bias.unsqueeze(1), weight, xt).t()
+
+    @staticmethod
+    def backward(ctx, grad):
+        xt, weight = ctx.saved_tensors
+        grad_t = grad.t().contiguous()  # [M, N]: small
+        grad_xt = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_xt = torch.mm(weight.t().contiguous(), grad_t)  # [K, N]
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.mm(xt, grad_t.t()).t()  # [K, M] -> a view [M, K]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_t.sum(1)
+        return grad_xt, grad_w, grad_b
+
+
+def _is_batch_innermost(x: torch.Tensor) -> bool:
+    """x [N, K] laid out as [K, N] in memory (the bilinear layer's output)."""
+    return x.dim() == 2 and x.shape[0] > 1 and x.stride() == (1, x.shape[0])
+
+
+class Linear(nn.Linear):
+    """nn.Linear that also takes batch-innermost inputs without a detour.
+
+    The bilinear layer's output, flattened, is [N, K] with the batch innermost
+    in memory. nn.Linear multiplies it as a transposed operand, which oneDNN
+    and MKL run at about half speed: measured for FiBiNET's first layer
+    (N 2048, K 11,856, M 128, bf16, 2 cores) 26 ms forward where W @ x^T on
+    the same memory takes 13, and 20 ms for the input gradient where the
+    contiguous orientation takes 8. Same parameters, same numbers (tested).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _is_batch_innermost(x):
+            return super().forward(x)
+        weight, bias = self.weight, self.bias
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # cast as autocast casts nn.Linear
+            dtype = torch.get_autocast_dtype(device)
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+            with torch.autocast(device, enabled=False):
+                return _LinearOnColumns.apply(x.t(), weight, bias)
+        return _LinearOnColumns.apply(x.t(), weight, bias)
+
+
+def _keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Dropout's scaled keep-mask for x: 1/(1-p) with probability 1-p, else 0.
+
+    Random bits from 64-bit draws, 16 per element (p in steps of 1/65,536).
+    """
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
+    bits = words.random_(-(2**63), None).view(torch.int16)[:n].view(x.shape)
+    keep = bits >= round(p * 65_536) - 32_768  # P = (65,536 - round(p 2^16)) / 2^16
+    return keep.to(x.dtype) * (1 / (1 - p))
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout whose random mask costs a quarter as much on the CPU.
+
+    PyTorch's CPU dropout draws its mask with `bernoulli_`, one random number
+    per element: ~7 ms for FiBiNET's first hidden layer (2048 x 128), about
+    8% of a training step. Here one 64-bit draw gives four elements 16 random
+    bits each. Same expectation and scaling; other devices use PyTorch's own.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or x.device.type != "cpu" or not 0 < self.p < 1:
+            return super().forward(x)
+        return x * _keep_mask(x, self.p)
+
+
 class MLP(nn.Module):
     """(Linear -> BatchNorm -> ReLU -> Dropout) per hidden layer, then Linear.
 
@@ -124,13 +210,13 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         for d in d_layers:
             layers += [
-                nn.Linear(d_in, d),
+                Linear(d_in, d),
                 nn.BatchNorm1d(d),
                 nn.ReLU(),
-                nn.Dropout(dropout),
+                Dropout(dropout),
             ]
             d_in = d
-        layers.append(nn.Linear(d_in, d_out))
+        layers.append(Linear(d_in, d_out))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,8 @@ Every row's true click probability is known (``true_probability``), and labels
 are Bernoulli draws from it, so the oracle's AUC / log loss is the best any model
 can score. The default data (seed 0, ``DEFAULT_ROWS`` rows; 80/10/10 split):
 oracle test AUC ~0.80, log loss ~0.44, 25% positives. Effects live on the most
-frequent values so the truth can be learned from 300k rows in minutes: FiBiNET
-gets within 0.01 AUC of the oracle (0.007 when last measured), while logistic
+frequent values so the truth can be learned from 250k rows in minutes: FiBiNET
+gets within 0.01 AUC of the oracle (0.0075 when last measured), while logistic
 regression, blind to the interactions, stays ~0.035 below it (`make run` prints
 the current figures).
 
@@ -54,10 +54,11 @@ from .data import (
 from .metrics import log_loss, roc_auc
 
 DEFAULT_SEED = 0
-# 80% of it trains. Measured with the default settings: 200k rows left FiBiNET
-# 0.012 AUC below the oracle, 300k rows 0.007-0.008 (10 epochs of ~29 s of FiBiNET
-# training on 2 CPU cores; the baselines take ~1.5 min together).
-DEFAULT_ROWS = 300_000
+# 80% of it trains. Measured with `make run`'s settings on 2 CPU cores (bf16):
+# FiBiNET's test AUC below the oracle's / the whole run's wall time:
+# 200k rows 0.011 / 147 s, 250k 0.0075 / 188 s, 300k 0.006 / 243 s. 250k is the
+# largest size that trains all three models in about three minutes.
+DEFAULT_ROWS = 250_000
 DEFAULT_FILE = "synthetic_criteo.txt"
 VERSION = 2  # bump when the generator's output changes: cached files regenerate
 BLOCK_ROWS = 1 << 14  # rows come in fixed blocks, so any slice is reproducible

@@ -487,7 +487,7 @@ def auto_mlp_weight_decay(n_train: int) -> float:
     -0.018, 5k +0.002 / -0.013, 10k +0.002 / -0.001, 20k +0.006 / +0.004.
     Below ~5k rows single runs swing by +-0.02 with any small change (one 3k
     sample there is 0.027 below LR), so the two are level within that noise.
-    At 240k training rows it is 3.5e-5, too small to matter; a fixed 0.1 there
+    At 200k training rows it is 5e-5, too small to matter; a fixed 0.1 there
     costs 0.01 AUC, which is why it fades with the square of the size.
     """
     return 0.1 * (4_500 / max(n_train, 1)) ** 2

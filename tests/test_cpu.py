@@ -40,7 +40,7 @@ def test_make_adam_keeps_parameter_groups():
 
 
 @pytest.mark.parametrize("bilinear_type", ["field_all", "field_interaction"])
-def test_fast_layer_runs_in_float32_under_autocast(bilinear_type):
+def test_fast_layer_gradients_in_float32_under_autocast(bilinear_type):
     from fibinet_tutorial.models import FiBiNET
 
     torch.manual_seed(0)
