@@ -250,6 +250,31 @@ class LogisticRegression(CTRModel):
         return self.linear(x_num, x_cat).squeeze(-1)
 
 
+class SeedEnsemble(nn.Module):
+    """Copies of one model trained from different seeds; their logits averaged.
+
+    On a few thousand rows one FiBiNET's test AUC moves by 0.01 or more with
+    nothing but its seed; the average of a few copies is steadier, and never
+    worse than logistic regression where single copies sometimes are
+    (`train.auto_seeds`, benchmarks/SMALL_FILES.md). Returns logits [B].
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def field_names(self) -> list[str]:
+        return self.members[0].field_names
+
+    def forward(self, x) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+    def field_importance(self, x) -> torch.Tensor:
+        """The members' SENet weights, averaged: [B, F]."""
+        return torch.stack([m.field_importance(x) for m in self.members]).mean(0)
+
+
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)

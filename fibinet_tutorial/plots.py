@@ -19,8 +19,15 @@ def _axes(ax, figsize=(6, 3.5)):
 
 
 def plot_history(history: pd.DataFrame, metric: str = "loss", ax=None, label=""):
-    """Training and validation curves of one metric over epochs."""
+    """Training and validation curves of one metric over epochs.
+
+    A seed ensemble's history (column "member") is drawn for its first copy.
+    """
     fig, ax = _axes(ax)
+    if "member" in history:
+        seeds = history["member"].nunique()
+        history = history[history["member"] == 0]
+        label = f"{label} (seed 1 of {seeds})".strip()
     for stage, style in (("train", "o--"), ("val", "o-")):
         key = f"{stage}_{metric}"
         if key in history:

@@ -344,3 +344,41 @@ def test_auto_precision_is_bf16_only_where_it_is_fast(monkeypatch):
     assert T.auto_precision() == "bf16"
     fixed = T.default_hparams() | {"precision": "float32"}
     assert T.resolve_hparams(fixed, 1000)["precision"] == "float32"
+
+
+def test_seed_ensemble_on_small_files(tmp_path):
+    assert [T.auto_seeds(n) for n in (2_700, 5_999, 6_000, 200_000)] == [5, 5, 1, 1]
+    df = SyntheticCriteo().sample(3000)
+    pre = D.CriteoPreprocessor().fit(df[:2000])
+    prepared = {
+        "ds_train": D.CTRDataset.from_frame(df[:2000], pre),
+        "ds_val": D.CTRDataset.from_frame(df[2000:2500], pre),
+        "ds_test": D.CTRDataset.from_frame(df[2500:], pre),
+        "preprocessor": pre,
+    }
+    hp = T.default_hparams() | {"d_embed": 4, "mlp_layers": [8], "epochs": 2}
+    run = T.train_one("fibinet", prepared, hp | {"seeds": 2}, tmp_path, seed=3)
+    net, history = run["net"], run["history"]
+    assert len(net.members) == 2 and run["result"]["seeds"] == 2
+    assert list(history["member"].unique()) == [0, 1]
+    assert run["result"]["epochs_run"] == len(history)
+    # member k is the single model trained from seed 3 + k
+    alone = T.train_one("fibinet", prepared, hp | {"seeds": 1}, tmp_path, seed=4)
+    member, single = net.members[1].state_dict(), alone["net"].state_dict()
+    for key in single:
+        torch.testing.assert_close(member[key], single[key])
+    dl = T.eval_loader(prepared["ds_test"])
+    x = next(iter(dl))[0]
+    with torch.no_grad():
+        want = torch.stack([m(x) for m in net.members]).mean(0)
+        torch.testing.assert_close(net(x), want)
+    weights = T.mean_field_importance(net, dl)
+    assert list(weights.index) == D.NUM_COLS + D.CAT_COLS
+    # saved and reloaded as one model; LR trains once unless asked
+    T.save_model(net, run["config"], tmp_path / "ens.pt")
+    loaded, config = T.load_model(tmp_path / "ens.pt")
+    assert config["members"] == 2
+    np.testing.assert_array_equal(T.predict_proba(loaded, dl), T.predict_proba(net, dl))
+    assert T.train_one("lr", prepared, hp, tmp_path)["result"]["seeds"] == 1
+    with pytest.raises(ValueError, match="seeds"):
+        T.train_one("lr", prepared, hp | {"seeds": 0}, tmp_path)
