@@ -55,7 +55,8 @@ bench: setup
 	rm benchmarks/.layers.md benchmarks/.data.md
 	cat benchmarks/RESULTS.md
 
-# FiBiNET vs LR on small files (~7 min): the evidence for auto_mlp_weight_decay
+# FiBiNET vs LR on small files (~20 min): the evidence for auto_mlp_weight_decay
+# and auto_seeds
 bench-small: setup
 	$(PY) benchmarks/small_files.py > benchmarks/.small.md
 	mv benchmarks/.small.md benchmarks/SMALL_FILES.md

@@ -253,10 +253,10 @@ class LogisticRegression(CTRModel):
 class SeedEnsemble(nn.Module):
     """Copies of one model trained from different seeds; their logits averaged.
 
-    On a few thousand rows one FiBiNET's test AUC moves by 0.01 or more with
-    nothing but its seed; the average of a few copies is steadier, and never
-    worse than logistic regression where single copies sometimes are
-    (`train.auto_seeds`, benchmarks/SMALL_FILES.md). Returns logits [B].
+    On a few thousand rows one FiBiNET's test AUC moves a lot with
+    nothing but its seed; the average of a few copies is steadier and better
+    (`train.auto_seeds` uses five on small files; the evidence is in
+    benchmarks/SMALL_FILES.md). Returns logits [B].
     """
 
     def __init__(self, members: list[nn.Module]):

@@ -492,10 +492,10 @@ def auto_mlp_weight_decay(n_train: int) -> float:
     thousand rows it fits noise, and FiBiNET falls below logistic regression.
     0.1 * (4,500 / n_train)**2; `make bench-small` measures it on the built-in
     data (benchmarks/SMALL_FILES.md: 3 samples per size, test AUC on 50k
-    held-out rows). Mean FiBiNET minus LR, with / without it: 3k rows -0.008 /
-    -0.018, 5k +0.002 / -0.013, 10k +0.002 / -0.001, 20k +0.006 / +0.004.
-    Below ~5k rows single runs swing by +-0.02 with any small change (one 3k
-    sample there is 0.027 below LR), so the two are level within that noise.
+    held-out rows). Mean FiBiNET minus LR for one seed, with / without it:
+    3k rows +0.008 / -0.039, 5k -0.005 / -0.014, 10k +0.002 / -0.007,
+    20k +0.003 / +0.005 (level within the noise there). Below 6,000 rows the
+    defaults also average five seeds (`auto_seeds`).
     At 200k training rows it is 5e-5, too small to matter; a fixed 0.1 there
     costs 0.01 AUC, which is why it fades with the square of the size.
     """
@@ -506,9 +506,11 @@ def auto_seeds(n_train: int) -> int:
     """How many seeds to train and average (`models.SeedEnsemble`): 5 below 6,000
     training rows, else 1.
 
-    On a few thousand rows one FiBiNET's test AUC moves by 0.01 or more with its
-    seed alone, and some seeds land below logistic regression; the average of
-    five did not (benchmarks/SMALL_FILES.md). Five small-file runs cost seconds.
+    On a few thousand rows one FiBiNET's test AUC moves a lot with its
+    seed alone. benchmarks/SMALL_FILES.md, FiBiNET minus LR at 5,000 rows: one
+    seed -0.005 on average (0 of 3 samples at or above LR), five seeds +0.006
+    (2 of 3; the third 0.0005 below); at 3,000 rows +0.008 and +0.009 (3 of 3
+    each). Five runs on such a file take seconds.
     Logistic regression, which has no such variance, always trains once.
     """
     return 5 if n_train < 6_000 else 1
