@@ -204,8 +204,8 @@ def bench_blocks(rounds: int) -> list[str]:
     ours, plain = Linear(d_in, 128), nn.Linear(d_in, 128)
     plain.load_state_dict(ours.state_dict())
     # the bilinear layer's output: [batch, d_in] with the batch innermost
-    xt = {p: torch.randn(d_in, BATCH, requires_grad=True) for p in ("float32", "bf16")}
-    xt["bf16"] = xt["bf16"].detach().bfloat16().requires_grad_()  # as in training
+    x32 = torch.randn(d_in, BATCH, requires_grad=True)
+    xt = {"float32": x32, "bf16": x32.detach().bfloat16().requires_grad_()}
     hidden = torch.randn(BATCH, 128, requires_grad=True)
     table = torch.randn(sum(CRITEO_CARDINALITIES), D_EMBED, requires_grad=True)
     idx = torch.stack([torch.randint(0, c, (BATCH,)) for c in CRITEO_CARDINALITIES], 1)

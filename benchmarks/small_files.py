@@ -1,5 +1,5 @@
 """FiBiNET vs logistic regression on small files: the evidence behind
-`train.auto_mlp_weight_decay`.
+`train.auto_mlp_weight_decay` and `train.auto_seeds`.
 
 For each size, three samples of the built-in data (different rows, different
 seeds) are split 90/10 into train/validation; every model is scored on the
@@ -61,7 +61,7 @@ def main():
             aucs, done = {}, {}  # done: resolved settings -> test AUC
             for name, (model, overrides) in VARIANTS.items():
                 hp = train.default_hparams() | overrides
-                key = (model, str(train.resolve_hparams(hp, len(idx_train))))
+                key = (model, str(train.resolve_hparams(hp, len(idx_train), model)))
                 if key not in done:  # e.g. "one seed" where the default is one seed
                     run = train.train_one(
                         model, prepared, hp, "runs/small_files", seed=k, progress="none"

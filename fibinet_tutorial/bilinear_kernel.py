@@ -58,9 +58,21 @@ def _sum_to(grad: torch.Tensor, s_w: int) -> torch.Tensor:
     return grad.sum(0, keepdim=True) if s_w == 1 and grad.shape[0] != 1 else grad
 
 
-def _without_autocast(backward):
-    """Run a backward in float32 even when it is called inside an autocast
-    region (autocast would otherwise turn its matmuls into bf16)."""
+def autocast_dtype(device: str) -> torch.dtype | None:
+    """The dtype autocast is running in on this device type, or None if off.
+
+    Our hand-written autograd functions cast their inputs themselves (as
+    autocast would for the PyTorch op they replace) and then run with autocast
+    disabled, so that no op inside them is cast a second time.
+    """
+    if not torch.is_autocast_enabled(device):
+        return None
+    return torch.get_autocast_dtype(device)
+
+
+def without_autocast(backward):
+    """Run a hand-written backward in the dtypes it was written for, even when
+    it is called inside an autocast region (which would turn its matmuls bf16)."""
 
     @functools.wraps(backward)
     def run(ctx, grad_out):
@@ -111,7 +123,7 @@ class _RowsSharedMatrix(torch.autograd.Function):
         return out
 
     @staticmethod
-    @_without_autocast
+    @without_autocast
     def backward(ctx, grad_out):
         e, weight, u = ctx.saved_tensors
         S, F, d, N = e.shape
@@ -164,7 +176,7 @@ class _RowsPairMatrix(torch.autograd.Function):
         return out
 
     @staticmethod
-    @_without_autocast
+    @without_autocast
     def backward(ctx, grad_out):
         e, weight = ctx.saved_tensors
         S, F, d, N = e.shape
@@ -203,9 +215,10 @@ def bilinear_pairs(e: torch.Tensor, weight: torch.Tensor, bilinear_type: str):
     """
     fn = _RowsPairMatrix if bilinear_type == "field_interaction" else _RowsSharedMatrix
     device = e.device.type
-    if torch.is_autocast_enabled(device):
-        # mixed precision: the output comes in autocast's dtype (the MLP reads
-        # it), while the backward and the weight gradients stay float32
-        with torch.autocast(device, enabled=False):
-            return fn.apply(e.float(), weight.float(), torch.get_autocast_dtype(device))
-    return fn.apply(e, weight, e.dtype)
+    out_dtype = autocast_dtype(device)
+    if out_dtype is None:
+        return fn.apply(e, weight, e.dtype)
+    # mixed precision: the output comes in autocast's dtype (the MLP reads it),
+    # while the backward and the weight gradients stay float32
+    with torch.autocast(device, enabled=False):
+        return fn.apply(e.float(), weight.float(), out_dtype)

@@ -11,7 +11,12 @@ from itertools import combinations
 import torch
 from torch import nn
 
-from .bilinear_kernel import BILINEAR_TYPES, bilinear_pairs
+from .bilinear_kernel import (
+    BILINEAR_TYPES,
+    autocast_dtype,
+    bilinear_pairs,
+    without_autocast,
+)
 
 
 def _check_fields(x: torch.Tensor, num_fields: int, d_embed: int, name: str):
@@ -129,6 +134,7 @@ class _LinearOnColumns(torch.autograd.Function):
         return torch.addmm(bias.unsqueeze(1), weight, xt).t()
 
     @staticmethod
+    @without_autocast
     def backward(ctx, grad):
         xt, weight = ctx.saved_tensors
         grad_t = grad.t().contiguous()  # [M, N]: small
@@ -163,13 +169,12 @@ class Linear(nn.Linear):
             return super().forward(x)
         weight, bias = self.weight, self.bias
         device = x.device.type
-        if torch.is_autocast_enabled(device):  # cast as autocast casts nn.Linear
-            dtype = torch.get_autocast_dtype(device)
+        dtype = autocast_dtype(device)
+        if dtype is not None:  # cast as autocast casts nn.Linear
             x, weight = x.to(dtype), weight.to(dtype)
             bias = None if bias is None else bias.to(dtype)
-            with torch.autocast(device, enabled=False):
-                return _LinearOnColumns.apply(x.t(), weight, bias)
-        return _LinearOnColumns.apply(x.t(), weight, bias)
+        with torch.autocast(device, enabled=False):
+            return _LinearOnColumns.apply(x.t(), weight, bias)
 
 
 def _keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:

@@ -165,8 +165,9 @@ def autocast_training(net: nn.Module, precision: str):
     """Run net's *training* forward passes under autocast; evaluation stays float32.
 
     precision "bf16": the MLP's (and SENet's) matrix products run in bfloat16
-    while the weights, the optimizer and the bilinear kernel stay float32;
-    logits come back as float32. Validation, `evaluate` and `predict_proba`
+    and the bilinear layer hands the MLP its products in bfloat16, while the
+    weights, the optimizer and the bilinear backward stay float32; logits come
+    back as float32. Validation, `evaluate` and `predict_proba`
     see the plain float32 model, so their AUCs are exact and reproducible.
     "float32" changes nothing.
     """
@@ -502,22 +503,23 @@ def auto_mlp_weight_decay(n_train: int) -> float:
     return 0.1 * (4_500 / max(n_train, 1)) ** 2
 
 
-def auto_seeds(n_train: int) -> int:
+def auto_seeds(n_train: int, model: str = "fibinet") -> int:
     """How many seeds to train and average (`models.SeedEnsemble`): 5 below 6,000
-    training rows, else 1.
+    training rows, else 1; always 1 for logistic regression.
 
     On a few thousand rows one FiBiNET's test AUC moves a lot with its
     seed alone. benchmarks/SMALL_FILES.md, FiBiNET minus LR at 5,000 rows: one
     seed -0.005 on average (0 of 3 samples at or above LR), five seeds +0.006
     (2 of 3; the third 0.0005 below); at 3,000 rows +0.008 and +0.009 (3 of 3
     each). Five runs on such a file take seconds.
-    Logistic regression, which has no such variance, always trains once.
+    Logistic regression has no such variance and trains once.
     """
-    return 5 if n_train < 6_000 else 1
+    return 1 if model == "lr" or n_train >= 6_000 else 5
 
 
-def resolve_hparams(hparams: dict, n_train: int) -> dict:
-    """Fill in the automatic hyperparameters (None, "auto") for a training set."""
+def resolve_hparams(hparams: dict, n_train: int, model: str = "fibinet") -> dict:
+    """Fill in the automatic hyperparameters (None, "auto") for a training set
+    (and, for the number of seeds, the model)."""
     h = dict(hparams)
     if h.get("batch_size") is None:
         h["batch_size"] = auto_batch_size(n_train)
@@ -526,7 +528,7 @@ def resolve_hparams(hparams: dict, n_train: int) -> dict:
     if h.get("precision", "auto") == "auto":
         h["precision"] = auto_precision()
     if h.get("seeds") is None:
-        h["seeds"] = auto_seeds(n_train)
+        h["seeds"] = auto_seeds(n_train, model)
     return h
 
 
@@ -558,8 +560,8 @@ def train_one(
         "field_names": D.NUM_COLS + D.CAT_COLS,
         **{k: hparams[k] for k in MODEL_PARAMS[name]},
     }
-    hp = resolve_hparams(hparams, len(prepared["ds_train"]))
-    members = 1 if name == "lr" and hparams.get("seeds") is None else hp["seeds"]
+    hp = resolve_hparams(hparams, len(prepared["ds_train"]), name)
+    members = hp["seeds"]
     if not isinstance(members, int) or members < 1:
         raise ValueError(f"seeds must be a whole number >= 1, got {members!r}")
     dl_val, dl_test = eval_loader(prepared["ds_val"]), eval_loader(prepared["ds_test"])
