@@ -87,15 +87,15 @@ def _iter_blocks(path, block_bytes: int) -> Iterator[bytearray]:
     with _open(path) as stream:
         while True:
             try:
-                data = stream.read(block_bytes)
+                data = stream.read_buffer(block_bytes)  # no copy into a bytes object
             except (OSError, pa.ArrowException) as e:  # e.g. a truncated .gz
                 raise CriteoFormatError(path, None, None, f"cannot read: {e}") from e
-            if not data:
+            if not data.size:
                 if carry:
                     yield bytearray(carry)
                 return
             buf = bytearray(carry)
-            buf += data
+            buf += memoryview(data)  # the one copy of the text
             cut = buf.rfind(b"\n") + 1
             if cut == 0:  # one line longer than a block: keep reading
                 carry = buf
@@ -350,6 +350,10 @@ NUMERIC_TRANSFORMS = {"log1p": signed_log1p, "criteo2014": criteo2014}
 MISSING_CODE = np.uint64(1 << 32)
 _HASHED_BIT = np.uint64(1 << 63)
 _U = np.uint64
+# preprocess_to_arrays stores hex values as 32 bits between its passes (all of
+# real Criteo's values are hex), with this for a missing value. Blocks with any
+# other value (a non-hex string, or the hex value ffffffff itself) keep 64 bits.
+_CODE32_MISSING = np.uint32(0xFFFFFFFF)
 
 
 _HEX_STEP = 1 << 15  # values per pass: the temporaries stay in the CPU cache
@@ -521,7 +525,7 @@ class CriteoPreprocessor:
         self.num_std: np.ndarray | None = None  # [13]
         self.vocab: dict[str, list[str]] | None = None  # field -> values, index 2..
         self.n_fit_rows = 0
-        self._lookup: dict[str, pd.Index] = {}
+        self._lookup: dict[int, list] = {}  # see _lookups
 
     # -- fitting
     def _start(self):
@@ -534,24 +538,14 @@ class CriteoPreprocessor:
             "rows": 0,
         }
 
-    def _update(
-        self, state, num: np.ndarray, cat_columns: list, rows=None, pool=None
-    ) -> None:
-        """Count rows: num [N, 13] raw counts (NaN missing), cat_columns 26 x [N]
-        strings; rows: optional [N] bool, the training rows among them."""
-        v = NUMERIC_TRANSFORMS[self.numeric](num if rows is None else num[rows])
+    def _count_num(self, state, v: np.ndarray) -> None:
+        """v: [N, 13] transformed numerics of training rows, NaN where missing."""
         seen = ~np.isnan(v)
-        v[~seen] = 0.0
+        v = np.where(seen, v, 0.0)
         state["sum"] += v.sum(0)
         state["sq"] += (v * v).sum(0)
         state["n"] += seen.sum(0)
         state["rows"] += len(v)
-
-        def count(k):
-            codes = category_codes(cat_columns[k], state["names"])
-            state["counts"][k].add(codes if rows is None else codes[rows])
-
-        list(_map(pool, count, range(len(CAT_COLS))))
 
     def _finish(self, state) -> CriteoPreprocessor:
         n = np.maximum(state["n"], 1)
@@ -574,7 +568,9 @@ class CriteoPreprocessor:
     def fit(self, df: pd.DataFrame) -> CriteoPreprocessor:
         """Learn numeric mean/std and per-field vocabularies from training rows."""
         state = self._start()
-        self._update(state, _num_matrix(df), [df[c] for c in CAT_COLS])
+        self._count_num(state, self.numeric_transform(_num_matrix(df)))
+        for counter, c in zip(state["counts"], CAT_COLS):
+            counter.add(category_codes(df[c], state["names"]))
         return self._finish(state)
 
     # -- applying
@@ -588,35 +584,62 @@ class CriteoPreprocessor:
         if self.vocab is None:
             raise RuntimeError("CriteoPreprocessor is not fitted; call fit() first")
 
-    def transform_num(self, num: np.ndarray) -> np.ndarray:
-        """Raw counts [N, 13] float64 (NaN missing) -> [N, 13] float32."""
+    def numeric_transform(self, num: np.ndarray) -> np.ndarray:
+        """Raw counts [N, 13] (NaN missing) -> the numeric transform, unscaled."""
+        return NUMERIC_TRANSFORMS[self.numeric](num)
+
+    def standardise(self, v: np.ndarray) -> np.ndarray:
+        """Transformed numerics [N, 13] -> float32 z-scores; missing (NaN) -> 0."""
         self._check_fitted()
-        z = NUMERIC_TRANSFORMS[self.numeric](num)
-        z -= self.num_mean
-        z /= self.num_std
+        z = (v - self.num_mean) / self.num_std  # float64 whatever v's dtype
         z[np.isnan(z)] = 0.0  # missing -> the training mean
         return z.astype(np.float32)
+
+    def transform_num(self, num: np.ndarray) -> np.ndarray:
+        """Raw counts [N, 13] float64 (NaN missing) -> [N, 13] float32."""
+        return self.standardise(self.numeric_transform(num))
+
+    def _lookups(self, bits: int) -> list:
+        """Per field: (hash index of codes, x_cat value for each index position).
+
+        bits=64 for ``category_codes``' codes, bits=32 for pass 1's 32-bit codes
+        (``preprocess_to_arrays``), which hold only hex values. Position 0 is the
+        missing code, then the vocabulary; "not found" (-1) reads the last entry.
+        """
+        if bits not in self._lookup:
+            self._check_fitted()
+            fields = []
+            for c in CAT_COLS:
+                codes = category_codes(pa.array(self.vocab[c], pa.string()))
+                at = np.arange(NUM_RESERVED, NUM_RESERVED + len(codes))
+                missing = np.array([MISSING_CODE])
+                if bits == 32:
+                    fits = codes < _CODE32_MISSING
+                    codes, at = codes[fits].astype(np.uint32), at[fits]
+                    missing = np.array([_CODE32_MISSING])
+                index = pd.Index(np.concatenate([missing, codes]))
+                value = np.concatenate([[MISSING_INDEX], at, [OOV_INDEX]])
+                fields.append((index, value.astype(np.int32)))
+            self._lookup[bits] = fields
+        return self._lookup[bits]
+
+    def _encode(self, n: int, codes_of, dtype, pool=None, bits: int = 64):
+        """codes_of(k) -> field k's [n] codes  =>  x_cat [n, 26] of ``dtype``."""
+        lookups = self._lookups(bits)
+        x_cat = np.empty((n, len(CAT_COLS)), dtype)
+
+        def encode(k):
+            index, value = lookups[k]
+            x_cat[:, k] = value[index.get_indexer(codes_of(k))]
+
+        list(_map(pool, encode, range(len(CAT_COLS))))
+        return x_cat
 
     def transform_cat(self, cat_columns: list, dtype=np.int64, pool=None):
         """26 x [N] category strings -> x_cat [N, 26] indices."""
         self._check_fitted()
-        if len(self._lookup) < len(CAT_COLS):  # hash index per vocabulary, once
-            self._lookup = {
-                c: pd.Index(category_codes(pa.array(v, pa.string())))
-                for c, v in self.vocab.items()
-            }
-        x_cat = np.empty((len(cat_columns[0]), len(CAT_COLS)), dtype)
-
-        def encode(k):
-            codes = category_codes(cat_columns[k])
-            pos = self._lookup[CAT_COLS[k]].get_indexer(codes)
-            pos += NUM_RESERVED
-            pos[pos < NUM_RESERVED] = OOV_INDEX
-            pos[codes == MISSING_CODE] = MISSING_INDEX
-            x_cat[:, k] = pos
-
-        list(_map(pool, encode, range(len(CAT_COLS))))
-        return x_cat
+        n = len(cat_columns[0])
+        return self._encode(n, lambda k: category_codes(cat_columns[k]), dtype, pool)
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """DataFrame -> (x_num [N, 13] float32, x_cat [N, 26] int64)."""
@@ -663,10 +686,20 @@ def _num_matrix(df) -> np.ndarray:
     """I1..I13 of a DataFrame or arrow table -> [N, 13] float64, NaN for missing."""
     if not isinstance(df, pa.Table):
         return df[NUM_COLS].to_numpy(np.float64, na_value=np.nan)
-    out = np.empty((df.num_rows, len(NUM_COLS)))
+    out = np.empty((len(NUM_COLS), df.num_rows))  # a contiguous row per field
     for j, c in enumerate(NUM_COLS):  # int64 with nulls -> float64 with NaN
-        out[:, j] = df.column(c).to_numpy()
-    return out
+        at = 0
+        for chunk in df.column(c).chunks:
+            n, skip = len(chunk), chunk.offset
+            valid, data = chunk.buffers()
+            dest = out[j, at : at + n]
+            np.copyto(dest, np.frombuffer(data, np.int64, n, 8 * skip), "unsafe")
+            if chunk.null_count:
+                bits = np.frombuffer(valid, np.uint8)
+                valid = np.unpackbits(bits, count=skip + n, bitorder="little")
+                dest[valid[skip:] == 0] = np.nan
+            at += n
+    return out.T
 
 
 def _map(pool, fn, items):
@@ -773,22 +806,98 @@ class CriteoArrays:
         return CTRDataset(self.x_num, self.x_cat, self.y, rows=rows)
 
 
-def _new_npy(path: Path, dtype, shape) -> tuple[object, int]:
-    """Create an .npy file of the final shape; return (open file, data offset).
+class _RowFile:
+    """An .npy file written a block of rows at a time; its header (which holds the
+    row count) is written when it is closed.
 
-    Rows are then written with plain file writes, not through a memory map: dirty
-    mapped pages would count in the process's resident memory.
+    It is written as ``NAME.partial`` and renamed on success, so a failed run
+    leaves an earlier good file in place. Rows go through plain file reads and
+    writes, not a memory map: dirty mapped pages would count in resident memory.
     """
-    f = open(path, "w+b")
-    header = {
-        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-        "fortran_order": False,
-        "shape": shape,
-    }
-    np.lib.format.write_array_header_1_0(f, header)
-    offset = f.tell()
-    f.truncate(offset + int(np.prod(shape)) * np.dtype(dtype).itemsize)
-    return f, offset
+
+    HEADER_BYTES = 128  # numpy pads its v1.0 header to this for any shape we write
+
+    def __init__(self, path: Path, dtype, width: int | None):
+        self.path, self.dtype, self.width = Path(path), np.dtype(dtype), width
+        self.row_bytes = self.dtype.itemsize * (width or 1)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.file = open(self.partial, "w+b")
+        self.rows = 0
+
+    def _seek(self, row: int) -> None:
+        self.file.seek(self.HEADER_BYTES + row * self.row_bytes)
+
+    def write(self, start: int, arr: np.ndarray) -> None:
+        self._seek(start)
+        np.ascontiguousarray(arr, self.dtype).tofile(self.file)
+        self.rows = max(self.rows, start + len(arr))
+
+    def append(self, arr: np.ndarray) -> None:
+        self.write(self.rows, arr)
+
+    def read(self, start: int, n: int, dtype=None) -> np.ndarray:
+        """Rows start..start+n, reinterpreted as ``dtype`` (same item size)."""
+        self._seek(start)
+        flat = np.fromfile(self.file, dtype or self.dtype, n * (self.width or 1))
+        return flat if self.width is None else flat.reshape(n, self.width)
+
+    def close(self, keep: bool) -> None:
+        """Write the header and move the file into place, or delete it."""
+        if keep:
+            shape = (self.rows,) if self.width is None else (self.rows, self.width)
+            header = {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": shape,
+            }
+            self.file.seek(0)
+            np.lib.format.write_array_header_1_0(self.file, header)
+            assert self.file.tell() == self.HEADER_BYTES, "unexpected .npy header size"
+        self.file.close()
+        if keep:
+            self.partial.replace(self.path)
+        else:
+            self.partial.unlink()
+
+
+def _codes32(codes: np.ndarray, out: np.ndarray) -> bool:
+    """uint64 codes [N] -> out [N] uint32; False (out undefined) if one won't fit."""
+    if len(codes) and codes.max() > MISSING_CODE:  # a hashed (non-hex) value
+        return False
+    np.copyto(out, codes, casting="unsafe")  # the low 32 bits
+    if (out == _CODE32_MISSING).any():
+        return False
+    out[codes == MISSING_CODE] = _CODE32_MISSING
+    return True
+
+
+def _codes64(codes32: np.ndarray) -> np.ndarray:
+    codes = codes32.astype(np.uint64)
+    codes[codes32 == _CODE32_MISSING] = MISSING_CODE
+    return codes
+
+
+def _block_codes(table: pa.Table, train, counts, names, pool):
+    """Pass 1 for one block's categories: count the training rows' values (into
+    ``counts``, when fitting) and return (codes32 [n, 26], codes64 [n, 26] or
+    None); codes64 is given when some value does not fit in 32 bits."""
+    codes32 = np.empty((table.num_rows, len(CAT_COLS)), np.uint32)
+
+    def field(k):
+        codes = category_codes(table.column(CAT_COLS[k]), names)
+        if counts is not None:
+            counts[k].add(codes[train])
+        return None if _codes32(codes, codes32[:, k]) else codes
+
+    wide = list(_map(pool, field, range(len(CAT_COLS))))
+    if all(c is None for c in wide):
+        return codes32, None
+    return codes32, np.column_stack(
+        [_codes64(codes32[:, k]) if c is None else c for k, c in enumerate(wide)]
+    )
+
+
+_PASS2_ROWS = 1 << 18  # rows per read-modify-write step of pass 2
 
 
 def preprocess_to_arrays(
@@ -806,66 +915,80 @@ def preprocess_to_arrays(
 ) -> CriteoArrays:
     """Preprocess a Criteo file of any length in bounded memory.
 
-    Pass 1 counts category values and numeric moments on the *training* rows only
-    (rows are split at random by ``split_codes``); pass 2 encodes every row and
-    appends it to ``out_dir/{x_num,x_cat,y,split}.npy``, plus ``preprocessor.json``
-    and ``meta.json`` (rows, split, seconds per pass). Memory ~ one block + 16
-    bytes per distinct training value (~0.6 GB for all of Criteo's 34M).
-    Pass a fitted ``preprocessor`` to skip pass 1's fitting (e.g. a test file).
+    Writes ``out_dir/{x_num,x_cat,y,split}.npy`` (what ``load_arrays`` opens),
+    ``preprocessor.json`` and ``meta.json`` (rows, split, seconds per pass). The
+    text is parsed once. Pass 1 reads it block by block: it counts category
+    values and numeric moments on the *training* rows (rows are split at random
+    by ``split_codes``) and writes every row's transformed numerics and 32-bit
+    category codes straight into the output files. Pass 2 then rewrites those
+    files in place, a chunk at a time: codes -> vocabulary indices, numerics ->
+    z-scores. Memory ~ one block + 16 bytes per distinct training value (~0.6 GB
+    for all of Criteo's 34M). Pass a fitted ``preprocessor`` to skip the fitting
+    (e.g. for a test file).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clock = time.perf_counter()
-    pre = preprocessor
-    fitter = CriteoPreprocessor(min_count, numeric) if pre is None else None
-    state = fitter._start() if fitter is not None else None
-    n_rows, labelled = 0, None
-    with ThreadPoolExecutor(2) as pool:
-        for table in _prefetched(iter_tables(path, nrows, block_bytes=block_bytes)):
-            labelled = LABEL in table.column_names
-            n = table.num_rows
-            if fitter is not None:
-                train = split_codes(n_rows, n, val_frac, test_frac, split_seed) == 0
-                columns = [table.column(c) for c in CAT_COLS]
-                fitter._update(state, _num_matrix(table), columns, train, pool)
-            n_rows += n
-        distinct = None
-        if fitter is not None:
-            pre = fitter._finish(state)
-            distinct = state["distinct"]
-        count_seconds = time.perf_counter() - clock
-
-        files = {
-            "x_num": _new_npy(out / "x_num.npy", np.float32, (n_rows, 13)),
-            "x_cat": _new_npy(out / "x_cat.npy", np.int32, (n_rows, 26)),
-            "split": _new_npy(out / "split.npy", np.uint8, (n_rows,)),
-        }
-        if labelled:
-            files["y"] = _new_npy(out / "y.npy", np.int8, (n_rows,))
-        elif (out / "y.npy").exists():
-            (out / "y.npy").unlink()  # a stale label file would pair with new rows
-        try:
-            start = 0
-            tables = iter_tables(path, nrows, labelled, block_bytes)
+    fitting = preprocessor is None
+    pre = CriteoPreprocessor(min_count, numeric) if fitting else preprocessor
+    state = pre._start() if fitting else None
+    names = state["names"] if fitting else None
+    files = {
+        "x_num": _RowFile(out / "x_num.npy", np.float32, 13),
+        "x_cat": _RowFile(out / "x_cat.npy", np.int32, 26),
+        "split": _RowFile(out / "split.npy", np.uint8, None),
+    }
+    wide = []  # (first row, rows) of the blocks whose codes are in files["wide"]
+    labelled, done = None, False
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            tables = iter_tables(path, nrows, block_bytes=block_bytes)
             for table in _prefetched(tables):
-                n = table.num_rows
-                columns = [table.column(c) for c in CAT_COLS]
-                parts = {
-                    "x_num": pre.transform_num(_num_matrix(table)),
-                    "x_cat": pre.transform_cat(columns, np.int32, pool),
-                    "split": split_codes(start, n, val_frac, test_frac, split_seed),
-                }
+                labelled = LABEL in table.column_names
+                if labelled and "y" not in files:
+                    files["y"] = _RowFile(out / "y.npy", np.int8, None)
+                start, n = files["x_num"].rows, table.num_rows
+                split = split_codes(start, n, val_frac, test_frac, split_seed)
+                train = np.flatnonzero(split == 0)
+                v = pre.numeric_transform(_num_matrix(table))
+                if fitting:
+                    pre._count_num(state, v[train])
+                counts = state["counts"] if fitting else None
+                codes32, codes64 = _block_codes(table, train, counts, names, pool)
+                if codes64 is not None:  # a non-hex value somewhere in this block
+                    if "wide" not in files:
+                        files["wide"] = _RowFile(out / "codes64", np.uint64, 26)
+                    wide.append((start, n))
+                    files["wide"].append(codes64)
+                files["x_num"].append(v)  # float32 now, z-scores in pass 2
+                files["x_cat"].append(codes32)
+                files["split"].append(split)
                 if labelled:
-                    parts["y"] = table.column(LABEL).to_numpy().astype(np.int8)
-                for key, arr in parts.items():
-                    f, offset = files[key]
-                    row_bytes = arr.itemsize * int(np.prod(arr.shape[1:]))
-                    f.seek(offset + start * row_bytes)
-                    arr.tofile(f)
-                start += n
-        finally:
-            for f, _ in files.values():
-                f.close()
+                    files["y"].append(table.column(LABEL).to_numpy())
+            n_rows = files["x_num"].rows
+            distinct = None
+            if fitting:
+                pre._finish(state)
+                distinct = state["distinct"]
+            pass1_seconds = time.perf_counter() - clock
+
+            x_num, x_cat = files["x_num"], files["x_cat"]
+            for start in range(0, n_rows, _PASS2_ROWS):
+                n = min(_PASS2_ROWS, n_rows - start)
+                x_num.write(start, pre.standardise(x_num.read(start, n)))
+                c32 = np.ascontiguousarray(x_cat.read(start, n, np.uint32).T)
+                x_cat.write(start, pre._encode(n, c32.__getitem__, np.int32, pool, 32))
+            first = 0
+            for start, n in wide:  # blocks with non-hex values: their 64-bit codes
+                c64 = files["wide"].read(first, n)
+                first += n
+                x_cat.write(start, pre._encode(n, c64.T.__getitem__, np.int32, pool))
+        done = True
+    finally:
+        for key, f in files.items():
+            f.close(keep=done and key != "wide")
+    if not labelled and (out / "y.npy").exists():
+        (out / "y.npy").unlink()  # a stale label file would pair with new rows
     pre.save(out / "preprocessor.json")
     meta = {
         "source": str(path),
@@ -875,9 +998,10 @@ def preprocess_to_arrays(
         "test_frac": test_frac,
         "split_seed": split_seed,
         "distinct_train_values": distinct,
+        "wide_code_rows": sum(n for _, n in wide),
         "seconds": {
-            "count": count_seconds,
-            "encode": time.perf_counter() - clock - count_seconds,
+            "pass1": pass1_seconds,
+            "pass2": time.perf_counter() - clock - pass1_seconds,
         },
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -598,8 +598,10 @@ def ensure_default_data(
             return path
     data_dir.mkdir(parents=True, exist_ok=True)
     SyntheticCriteo(seed).write(path, n_rows)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    manifest.write_text(
-        json.dumps(want | {"bytes": path.stat().st_size, "sha256": digest}, indent=1)
-    )
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:  # in pieces: a benchmark file can be many GB
+        while piece := f.read(1 << 24):
+            digest.update(piece)
+    size = {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    manifest.write_text(json.dumps(want | size, indent=1))
     return path

@@ -1,6 +1,7 @@
 """Tests of the Criteo reader, the preprocessor, streaming arrays and datasets."""
 
 import gzip
+import json
 import time
 
 import numpy as np
@@ -298,6 +299,60 @@ def test_streaming_arrays_equal_in_memory_preprocessing(tmp_path, sample_file):
     np.testing.assert_array_equal(arrays.y, df[D.LABEL])
     np.testing.assert_array_equal(np.flatnonzero(arrays.split == 2), te)
     assert len(arrays.dataset("val")) == len(va)
+
+
+def test_streaming_blocks_with_values_that_need_64_bit_codes(tmp_path, world):
+    # Pass 1 keeps 32-bit hex codes; a block holding a non-hex value, or the hex
+    # value ffffffff (its missing marker), keeps 64-bit codes instead. Mix both
+    # kinds of block, and each odd value in train and in val/test rows.
+    df = world.sample(600)
+    df.loc[100:139, "C1"] = "ffffffff"  # blocks with ffffffff, all else hex
+    df.loc[400:439, "C2"] = "not-hex"  # blocks with a non-hex string
+    df.loc[[450, 560], "C3"] = ["FFFFFFFF", "ffffffff"]  # too rare: out of vocab
+    path = tmp_path / "odd.txt"
+    path.write_text("\n".join("\t".join("" if pd.isna(v) else str(int(v))
+                                        if isinstance(v, float) else str(v) for v in r)
+                              for r in df.itertuples(index=False)) + "\n")
+    arrays = D.preprocess_to_arrays(path, tmp_path / "arr", min_count=2,
+                                    split_seed=1, block_bytes=12_000)  # ~50 rows
+    tr = D.train_val_test_split(len(df), seed=1)[0]
+    pre = D.CriteoPreprocessor(min_count=2).fit(D.read_criteo(path).iloc[tr])
+    assert "ffffffff" in pre.vocab["C1"] and "not-hex" in pre.vocab["C2"]
+    assert arrays.preprocessor.vocab == pre.vocab
+    np.testing.assert_array_equal(arrays.x_cat, pre.transform(D.read_criteo(path))[1])
+    meta = json.loads((tmp_path / "arr" / "meta.json").read_text())
+    assert 0 < meta["wide_code_rows"] < len(df)  # both kinds of block were there
+    assert not list((tmp_path / "arr").glob("*partial*"))
+
+
+def test_streaming_failure_keeps_the_earlier_arrays(tmp_path, sample_file):
+    out = tmp_path / "arr"
+    good = D.preprocess_to_arrays(sample_file, out, min_count=3)
+    x_cat = np.array(good.x_cat)
+    bad = tmp_path / "bad.txt"
+    lines = sample_file.read_text().splitlines()
+    lines[2500] = lines[2500].replace("\t", "\tx", 1)  # text in I1, deep in the file
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(D.CriteoFormatError, match="line 2501, column I1"):
+        D.preprocess_to_arrays(bad, out, min_count=3, block_bytes=50_000)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "meta.json", "preprocessor.json", "split.npy", "x_cat.npy", "x_num.npy",
+        "y.npy"]
+    np.testing.assert_array_equal(D.load_arrays(out).x_cat, x_cat)
+
+
+def test_row_file_header_fits_criteo_sized_shapes(tmp_path):
+    f = D._RowFile(tmp_path / "big.npy", np.int32, 26)
+    f.append(np.arange(52, dtype=np.int32).reshape(2, 26))
+    f.close(keep=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "big.npy").ravel(), np.arange(52))
+    f = D._RowFile(tmp_path / "huge.npy", np.float32, 13)
+    f.rows = 45_840_617 * 100  # only the header is written: its size must not change
+    f.close(keep=True)
+    with open(tmp_path / "huge.npy", "rb") as fh:
+        np.lib.format.read_magic(fh)
+        assert np.lib.format.read_array_header_1_0(fh)[0] == (4_584_061_700, 13)
+        assert fh.tell() == D._RowFile.HEADER_BYTES
 
 
 def test_streaming_unlabelled_file_with_a_fitted_preprocessor(tmp_path, world):
