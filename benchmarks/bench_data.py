@@ -1,9 +1,10 @@
 """Data-layer benchmark: generator, reader and streaming preprocessing speed and memory.
 
-Run ``python benchmarks/bench_data.py [--rows N]``. It writes (once, cached) a
-built-in Criteo-format file of N rows under ``data/bench/``, times each stage
-in a fresh subprocess (so peak RSS is that stage's own), and prints a markdown
-table with the projection to the full Criteo file (45,840,617 rows).
+Run ``python benchmarks/bench_data.py [--rows N] [--dir DIR]``. It writes (once,
+cached) a built-in Criteo-format file of N rows under DIR (``data/bench/``), times
+each stage in a fresh subprocess (so peak RSS is that stage's own), and prints a
+markdown table. Below the full Criteo size (45,840,617 rows) the last row is a
+projection to it; at that size (``make bench-full``) it is the measurement.
 """
 
 from __future__ import annotations

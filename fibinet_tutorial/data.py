@@ -530,28 +530,37 @@ class CriteoPreprocessor:
     # -- fitting
     def _start(self):
         return {
-            "sum": np.zeros(13),
-            "sq": np.zeros(13),
-            "n": np.zeros(13),
+            "n": np.zeros(13),  # per field: values seen, their mean, and the
+            "mean": np.zeros(13),  # sum of squared deviations from it
+            "m2": np.zeros(13),
             "counts": [_ValueCounts() for _ in CAT_COLS],
             "names": {},
             "rows": 0,
         }
 
     def _count_num(self, state, v: np.ndarray) -> None:
-        """v: [N, 13] transformed numerics of training rows, NaN where missing."""
+        """v: [N, 13] transformed numerics of training rows, NaN where missing.
+
+        Merges this block's count, mean and squared deviations into the running
+        ones (Chan et al.'s pairwise update): unlike sum and sum of squares, it
+        stays exact when a field's spread is tiny next to its mean.
+        """
         seen = ~np.isnan(v)
-        v = np.where(seen, v, 0.0)
-        state["sum"] += v.sum(0)
-        state["sq"] += (v * v).sum(0)
-        state["n"] += seen.sum(0)
+        n_b = seen.sum(0)
+        mean_b = np.where(seen, v, 0.0).sum(0) / np.maximum(n_b, 1)
+        m2_b = np.square(np.where(seen, v - mean_b, 0.0)).sum(0)
+        n_a, total = state["n"], state["n"] + n_b
+        delta, share = mean_b - state["mean"], n_b / np.maximum(total, 1)
+        state["mean"] = state["mean"] + delta * share
+        state["m2"] = state["m2"] + m2_b + delta**2 * n_a * share
+        state["n"] = total
         state["rows"] += len(v)
 
     def _finish(self, state) -> CriteoPreprocessor:
-        n = np.maximum(state["n"], 1)
-        mean = state["sum"] / n
-        std = np.sqrt(np.maximum(state["sq"] / n - mean**2, 0))
-        self.num_mean, self.num_std = mean, np.where(std > 1e-12, std, 1.0)
+        std = np.sqrt(state["m2"] / np.maximum(state["n"], 1))
+        self.num_mean = state["mean"]
+        constant = std <= 1e-12 * np.maximum(np.abs(self.num_mean), 1)  # rounding
+        self.num_std = np.where(constant, 1.0, std)
         self.vocab = {}
         state["distinct"] = 0
         for name, counter in zip(CAT_COLS, state["counts"]):
@@ -612,6 +621,11 @@ class CriteoPreprocessor:
             for c in CAT_COLS:
                 codes = category_codes(pa.array(self.vocab[c], pa.string()))
                 at = np.arange(NUM_RESERVED, NUM_RESERVED + len(codes))
+                # a hand-edited vocabulary may hold "" (missing) or a value twice:
+                # a missing value stays missing, a repeated one keeps its first index
+                keep = np.unique(codes, return_index=True)[1]
+                keep = np.sort(keep[codes[keep] != MISSING_CODE])
+                codes, at = codes[keep], at[keep]
                 missing = np.array([MISSING_CODE])
                 if bits == 32:
                     fits = codes < _CODE32_MISSING
@@ -623,8 +637,10 @@ class CriteoPreprocessor:
             self._lookup[bits] = fields
         return self._lookup[bits]
 
-    def _encode(self, n: int, codes_of, dtype, pool=None, bits: int = 64):
-        """codes_of(k) -> field k's [n] codes  =>  x_cat [n, 26] of ``dtype``."""
+    def _encode(self, n: int, codes, dtype, pool=None, bits: int = 64):
+        """Codes [26, n] (or a function of k giving field k's [n] codes) ->
+        x_cat [n, 26] of ``dtype``."""
+        codes_of = codes if callable(codes) else codes.__getitem__
         lookups = self._lookups(bits)
         x_cat = np.empty((n, len(CAT_COLS)), dtype)
 
@@ -688,8 +704,12 @@ def _num_matrix(df) -> np.ndarray:
         return df[NUM_COLS].to_numpy(np.float64, na_value=np.nan)
     out = np.empty((len(NUM_COLS), df.num_rows))  # a contiguous row per field
     for j, c in enumerate(NUM_COLS):  # int64 with nulls -> float64 with NaN
+        column = df.column(c)
+        if column.type != pa.int64():  # not from iter_tables: let arrow convert
+            out[j] = pc.cast(column, pa.float64()).to_numpy()
+            continue
         at = 0
-        for chunk in df.column(c).chunks:
+        for chunk in column.chunks:
             n, skip = len(chunk), chunk.offset
             valid, data = chunk.buffers()
             dest = out[j, at : at + n]
@@ -810,9 +830,9 @@ class _RowFile:
     """An .npy file written a block of rows at a time; its header (which holds the
     row count) is written when it is closed.
 
-    It is written as ``NAME.partial`` and renamed on success, so a failed run
-    leaves an earlier good file in place. Rows go through plain file reads and
-    writes, not a memory map: dirty mapped pages would count in resident memory.
+    It is written as ``NAME.partial`` (the caller renames it when all is done).
+    Rows go through plain file reads and writes, not a memory map: dirty mapped
+    pages would count in the process's resident memory.
     """
 
     HEADER_BYTES = 128  # numpy pads its v1.0 header to this for any shape we write
@@ -841,23 +861,23 @@ class _RowFile:
         flat = np.fromfile(self.file, dtype or self.dtype, n * (self.width or 1))
         return flat if self.width is None else flat.reshape(n, self.width)
 
-    def close(self, keep: bool) -> None:
-        """Write the header and move the file into place, or delete it."""
-        if keep:
-            shape = (self.rows,) if self.width is None else (self.rows, self.width)
-            header = {
-                "descr": np.lib.format.dtype_to_descr(self.dtype),
-                "fortran_order": False,
-                "shape": shape,
-            }
-            self.file.seek(0)
-            np.lib.format.write_array_header_1_0(self.file, header)
-            assert self.file.tell() == self.HEADER_BYTES, "unexpected .npy header size"
+    def finish(self) -> None:
+        """Write the header (now that the row count is known) and close."""
+        shape = (self.rows,) if self.width is None else (self.rows, self.width)
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": shape,
+        }
+        self.file.seek(0)
+        np.lib.format.write_array_header_1_0(self.file, header)
+        if self.file.tell() != self.HEADER_BYTES:
+            raise RuntimeError(f"{self.partial}: unexpected .npy header size")
         self.file.close()
-        if keep:
-            self.partial.replace(self.path)
-        else:
-            self.partial.unlink()
+
+    def discard(self) -> None:
+        self.file.close()
+        self.partial.unlink(missing_ok=True)
 
 
 def _codes32(codes: np.ndarray, out: np.ndarray) -> bool:
@@ -889,11 +909,11 @@ def _block_codes(table: pa.Table, train, counts, names, pool):
             counts[k].add(codes[train])
         return None if _codes32(codes, codes32[:, k]) else codes
 
-    wide = list(_map(pool, field, range(len(CAT_COLS))))
-    if all(c is None for c in wide):
+    unfit = list(_map(pool, field, range(len(CAT_COLS))))
+    if all(c is None for c in unfit):
         return codes32, None
     return codes32, np.column_stack(
-        [_codes64(codes32[:, k]) if c is None else c for k, c in enumerate(wide)]
+        [_codes64(codes32[:, k]) if c is None else c for k, c in enumerate(unfit)]
     )
 
 
@@ -919,11 +939,14 @@ def preprocess_to_arrays(
     ``preprocessor.json`` and ``meta.json`` (rows, split, seconds per pass). The
     text is parsed once. Pass 1 reads it block by block: it counts category
     values and numeric moments on the *training* rows (rows are split at random
-    by ``split_codes``) and writes every row's transformed numerics and 32-bit
-    category codes straight into the output files. Pass 2 then rewrites those
+    by ``split_codes``) and writes every row's transformed numerics (float32)
+    and 32-bit category codes to the output files. Pass 2 then rewrites those
     files in place, a chunk at a time: codes -> vocabulary indices, numerics ->
-    z-scores. Memory ~ one block + 16 bytes per distinct training value (~0.6 GB
-    for all of Criteo's 34M). Pass a fitted ``preprocessor`` to skip the fitting
+    z-scores. Everything is written as ``NAME.partial`` and renamed at the end,
+    so a failed run leaves an earlier run's files as they were (the disk needs
+    room for both meanwhile). Memory ~ one block + 16 bytes per distinct
+    training value counted (`make bench-full`: 2.1 GiB peak for a generated
+    file of Criteo's size). Pass a fitted ``preprocessor`` to skip the fitting
     (e.g. for a test file).
     """
     out = Path(out_dir)
@@ -931,16 +954,18 @@ def preprocess_to_arrays(
     clock = time.perf_counter()
     fitting = preprocessor is None
     pre = CriteoPreprocessor(min_count, numeric) if fitting else preprocessor
+    if not fitting:
+        pre._check_fitted()
     state = pre._start() if fitting else None
     names = state["names"] if fitting else None
-    files = {
-        "x_num": _RowFile(out / "x_num.npy", np.float32, 13),
-        "x_cat": _RowFile(out / "x_cat.npy", np.int32, 26),
-        "split": _RowFile(out / "split.npy", np.uint8, None),
-    }
+    files: dict[str, _RowFile] = {}
     wide = []  # (first row, rows) of the blocks whose codes are in files["wide"]
+    shift = None  # numerics are stored minus the first block's mean (see below)
     labelled, done = None, False
     try:
+        files["x_num"] = _RowFile(out / "x_num.npy", np.float32, 13)
+        files["x_cat"] = _RowFile(out / "x_cat.npy", np.int32, 26)
+        files["split"] = _RowFile(out / "split.npy", np.uint8, None)
         with ThreadPoolExecutor(2) as pool:
             tables = iter_tables(path, nrows, block_bytes=block_bytes)
             for table in _prefetched(tables):
@@ -953,15 +978,18 @@ def preprocess_to_arrays(
                 v = pre.numeric_transform(_num_matrix(table))
                 if fitting:
                     pre._count_num(state, v[train])
+                if shift is None:  # float32 keeps small differences from the mean
+                    seen = ~np.isnan(v)
+                    shift = np.where(seen, v, 0).sum(0) / np.maximum(seen.sum(0), 1)
                 counts = state["counts"] if fitting else None
                 codes32, codes64 = _block_codes(table, train, counts, names, pool)
-                if codes64 is not None:  # a non-hex value somewhere in this block
+                if codes64 is not None:  # a value 32 bits cannot hold (see _codes32)
                     if "wide" not in files:
                         files["wide"] = _RowFile(out / "codes64", np.uint64, 26)
                     wide.append((start, n))
                     files["wide"].append(codes64)
-                files["x_num"].append(v)  # float32 now, z-scores in pass 2
-                files["x_cat"].append(codes32)
+                files["x_num"].append(v - shift)  # float32; z-scores in pass 2
+                files["x_cat"].append(codes32.view(np.int32))  # indices in pass 2
                 files["split"].append(split)
                 if labelled:
                     files["y"].append(table.column(LABEL).to_numpy())
@@ -975,36 +1003,47 @@ def preprocess_to_arrays(
             x_num, x_cat = files["x_num"], files["x_cat"]
             for start in range(0, n_rows, _PASS2_ROWS):
                 n = min(_PASS2_ROWS, n_rows - start)
-                x_num.write(start, pre.standardise(x_num.read(start, n)))
+                x_num.write(start, pre.standardise(x_num.read(start, n) + shift))
                 c32 = np.ascontiguousarray(x_cat.read(start, n, np.uint32).T)
-                x_cat.write(start, pre._encode(n, c32.__getitem__, np.int32, pool, 32))
-            first = 0
-            for start, n in wide:  # blocks with non-hex values: their 64-bit codes
-                c64 = files["wide"].read(first, n)
+                x_cat.write(start, pre._encode(n, c32, np.int32, pool, bits=32))
+            first = 0  # blocks with wide codes were encoded from garbage: redo them
+            for start, n in wide:
+                c64 = files["wide"].read(first, n).T
                 first += n
-                x_cat.write(start, pre._encode(n, c64.T.__getitem__, np.int32, pool))
+                x_cat.write(start, pre._encode(n, c64, np.int32, pool))
+        for key, f in files.items():
+            if key != "wide":
+                f.finish()
+        meta = {
+            "source": str(path),
+            "rows": n_rows,
+            "labelled": labelled,
+            "val_frac": val_frac,
+            "test_frac": test_frac,
+            "split_seed": split_seed,
+            "distinct_train_values": distinct,
+            "wide_code_rows": sum(n for _, n in wide),
+            "seconds": {
+                "pass1": pass1_seconds,
+                "pass2": time.perf_counter() - clock - pass1_seconds,
+            },
+        }
+        pre.save(out / "preprocessor.json.partial")
+        (out / "meta.json.partial").write_text(json.dumps(meta, indent=1))
         done = True
     finally:
-        for key, f in files.items():
-            f.close(keep=done and key != "wide")
-    if not labelled and (out / "y.npy").exists():
-        (out / "y.npy").unlink()  # a stale label file would pair with new rows
-    pre.save(out / "preprocessor.json")
-    meta = {
-        "source": str(path),
-        "rows": n_rows,
-        "labelled": labelled,
-        "val_frac": val_frac,
-        "test_frac": test_frac,
-        "split_seed": split_seed,
-        "distinct_train_values": distinct,
-        "wide_code_rows": sum(n for _, n in wide),
-        "seconds": {
-            "pass1": pass1_seconds,
-            "pass2": time.perf_counter() - clock - pass1_seconds,
-        },
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+        if "wide" in files:
+            files["wide"].discard()
+        if not done:  # leave whatever an earlier run wrote as it was
+            for f in files.values():
+                f.discard()
+            for name in ("preprocessor.json", "meta.json"):
+                (out / f"{name}.partial").unlink(missing_ok=True)
+    names = [f.path.name for k, f in files.items() if k != "wide"]
+    for name in [*names, "preprocessor.json", "meta.json"]:
+        (out / f"{name}.partial").replace(out / name)
+    if not labelled:
+        (out / "y.npy").unlink(missing_ok=True)  # a stale one would pair with new rows
     return load_arrays(out)
 
 

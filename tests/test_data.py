@@ -217,6 +217,25 @@ def test_non_hex_strings_are_categories_too():
     assert len(set(x_cat[:3, 0])) == 3 and x_cat[3, 0] == D.OOV_INDEX
 
 
+def test_hand_edited_vocabulary_with_missing_and_repeated_values(tmp_path):
+    pre = D.CriteoPreprocessor(min_count=1).fit(frame(["aaaaaaaa", "bbbbbbbb"]))
+    d = pre.to_dict()
+    d["vocab"]["C1"] = ["", "bbbbbbbb", "aaaaaaaa", "bbbbbbbb"]
+    (tmp_path / "pre.json").write_text(json.dumps(d))
+    edited = D.CriteoPreprocessor.load(tmp_path / "pre.json")
+    _, x_cat = edited.transform(frame(["aaaaaaaa", "bbbbbbbb", None, "cccccccc"]))
+    assert x_cat[:, 0].tolist() == [4, 3, D.MISSING_INDEX, D.OOV_INDEX]
+
+
+def test_num_matrix_of_any_arrow_table_equals_the_frame_path(sample_file):
+    df = D.read_criteo(sample_file)
+    for table in (next(D.iter_tables(sample_file)), pa.Table.from_pandas(df),
+                  next(D.iter_tables(sample_file)).slice(7, 300)):
+        rows = slice(7, 307) if table.num_rows == 300 else slice(None)
+        np.testing.assert_array_equal(D._num_matrix(table),
+                                      D._num_matrix(df.iloc[rows]))
+
+
 def test_category_codes_match_a_plain_python_reference():
     rng = np.random.default_rng(0)
     values = [f"{v:08x}" for v in rng.integers(0, 2**32, 500)]
@@ -341,15 +360,39 @@ def test_streaming_failure_keeps_the_earlier_arrays(tmp_path, sample_file):
     np.testing.assert_array_equal(D.load_arrays(out).x_cat, x_cat)
 
 
+def test_streaming_keeps_precision_of_narrow_numeric_columns(tmp_path, world):
+    # pass 1 stores numerics as float32: values far from zero with a tiny spread
+    # must still standardise like the in-memory path (float64 throughout)
+    df = world.sample(400)
+    df["I1"] = 1e15 + 1e12 * (np.arange(400) % 7)  # log1p: 34.5 +- 0.003
+    df["I2"] = -(2.0**26) - 8 * (np.arange(400) % 3)  # beyond float32's integers
+    path = tmp_path / "narrow.txt"
+    path.write_text("\n".join("\t".join("" if pd.isna(v) else str(int(v))
+                                        if isinstance(v, float) else str(v) for v in r)
+                              for r in df.itertuples(index=False)) + "\n")
+    for numeric in ("log1p", "criteo2014"):
+        arrays = D.preprocess_to_arrays(path, tmp_path / numeric, numeric=numeric,
+                                        min_count=1, val_frac=0, test_frac=0)
+        x_num = D.CriteoPreprocessor(1, numeric).fit(df).transform(df)[0]
+        np.testing.assert_allclose(arrays.x_num, x_num, rtol=1e-5, atol=1e-5)
+
+
+def test_streaming_refuses_an_unfitted_preprocessor_at_once(tmp_path, sample_file):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        D.preprocess_to_arrays(sample_file, tmp_path / "arr",
+                               preprocessor=D.CriteoPreprocessor())
+    assert not (tmp_path / "arr").exists() or not list((tmp_path / "arr").iterdir())
+
+
 def test_row_file_header_fits_criteo_sized_shapes(tmp_path):
     f = D._RowFile(tmp_path / "big.npy", np.int32, 26)
     f.append(np.arange(52, dtype=np.int32).reshape(2, 26))
-    f.close(keep=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "big.npy").ravel(), np.arange(52))
+    f.finish()
+    np.testing.assert_array_equal(np.load(f.partial).ravel(), np.arange(52))
     f = D._RowFile(tmp_path / "huge.npy", np.float32, 13)
     f.rows = 45_840_617 * 100  # only the header is written: its size must not change
-    f.close(keep=True)
-    with open(tmp_path / "huge.npy", "rb") as fh:
+    f.finish()
+    with open(f.partial, "rb") as fh:
         np.lib.format.read_magic(fh)
         assert np.lib.format.read_array_header_1_0(fh)[0] == (4_584_061_700, 13)
         assert fh.tell() == D._RowFile.HEADER_BYTES
