@@ -827,8 +827,8 @@ class CriteoArrays:
 
 
 class _RowFile:
-    """An .npy file written a block of rows at a time; its header (which holds the
-    row count) is written when it is closed.
+    """An .npy file written a block of rows at a time; ``finish`` writes its header
+    (which holds the row count) last.
 
     It is written as ``NAME.partial`` (the caller renames it when all is done).
     Rows go through plain file reads and writes, not a memory map: dirty mapped
