@@ -352,7 +352,9 @@ _HASHED_BIT = np.uint64(1 << 63)
 _U = np.uint64
 # preprocess_to_arrays stores hex values as 32 bits between its passes (all of
 # real Criteo's values are hex), with this for a missing value. Blocks with any
-# other value (a non-hex string, or the hex value ffffffff itself) keep 64 bits.
+# other value (a non-hex string, or the hex value ffffffff itself) also keep 64
+# bits in a side file and are encoded twice: cheap for Criteo, where there are
+# none; a file of non-hex strings costs twice x_cat's size on disk meanwhile.
 _CODE32_MISSING = np.uint32(0xFFFFFFFF)
 
 
