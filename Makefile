@@ -64,7 +64,7 @@ bench-small: setup
 	cat benchmarks/SMALL_FILES.md
 
 # The data pipeline at full Criteo size (45.8M rows): writes an 11 GB file to
-# data/full once (~3 min), then reads and preprocesses it (~5 min)
+# data/full once (~3 min), then reads and preprocesses it (~4 min)
 bench-full: setup
 	$(PY) benchmarks/bench_data.py --rows 45840617 --dir data/full > benchmarks/.full.md
 	mv benchmarks/.full.md benchmarks/FULL_DATA.md

@@ -962,7 +962,7 @@ def preprocess_to_arrays(
     names = state["names"] if fitting else None
     files: dict[str, _RowFile] = {}
     wide = []  # (first row, rows) of the blocks whose codes are in files["wide"]
-    shift = None  # numerics are stored minus the first block's mean (see below)
+    shift = None  # numerics are stored minus a mean: the fitted one, or block 1's
     labelled, done = None, False
     try:
         files["x_num"] = _RowFile(out / "x_num.npy", np.float32, 13)
@@ -981,8 +981,7 @@ def preprocess_to_arrays(
                 if fitting:
                     pre._count_num(state, v[train])
                 if shift is None:  # float32 keeps small differences from the mean
-                    seen = ~np.isnan(v)
-                    shift = np.where(seen, v, 0).sum(0) / np.maximum(seen.sum(0), 1)
+                    shift = (state["mean"] if fitting else pre.num_mean).copy()
                 counts = state["counts"] if fitting else None
                 codes32, codes64 = _block_codes(table, train, counts, names, pool)
                 if codes64 is not None:  # a value 32 bits cannot hold (see _codes32)

@@ -28,6 +28,14 @@ def write_lines(path, rows, eol="\n"):
     return path
 
 
+def write_frame(path, df):
+    """A frame of Criteo columns -> a Criteo-format file (NaN -> empty field)."""
+    path.write_text("\n".join("\t".join("" if pd.isna(v) else str(int(v))
+                                        if isinstance(v, float) else str(v) for v in r)
+                              for r in df.itertuples(index=False)) + "\n")
+    return path
+
+
 @pytest.fixture(scope="module")
 def world():
     return SyntheticCriteo(seed=0)
@@ -329,9 +337,7 @@ def test_streaming_blocks_with_values_that_need_64_bit_codes(tmp_path, world):
     df.loc[400:439, "C2"] = "not-hex"  # blocks with a non-hex string
     df.loc[[450, 560], "C3"] = ["FFFFFFFF", "ffffffff"]  # too rare: out of vocab
     path = tmp_path / "odd.txt"
-    path.write_text("\n".join("\t".join("" if pd.isna(v) else str(int(v))
-                                        if isinstance(v, float) else str(v) for v in r)
-                              for r in df.itertuples(index=False)) + "\n")
+    write_frame(path, df)
     arrays = D.preprocess_to_arrays(path, tmp_path / "arr", min_count=2,
                                     split_seed=1, block_bytes=12_000)  # ~50 rows
     tr = D.train_val_test_split(len(df), seed=1)[0]
@@ -367,9 +373,7 @@ def test_streaming_keeps_precision_of_narrow_numeric_columns(tmp_path, world):
     df["I1"] = 1e15 + 1e12 * (np.arange(400) % 7)  # log1p: 34.5 +- 0.003
     df["I2"] = -(2.0**26) - 8 * (np.arange(400) % 3)  # beyond float32's integers
     path = tmp_path / "narrow.txt"
-    path.write_text("\n".join("\t".join("" if pd.isna(v) else str(int(v))
-                                        if isinstance(v, float) else str(v) for v in r)
-                              for r in df.itertuples(index=False)) + "\n")
+    write_frame(path, df)
     for numeric in ("log1p", "criteo2014"):
         arrays = D.preprocess_to_arrays(path, tmp_path / numeric, numeric=numeric,
                                         min_count=1, val_frac=0, test_frac=0)
@@ -401,9 +405,7 @@ def test_row_file_header_fits_criteo_sized_shapes(tmp_path):
 def test_streaming_unlabelled_file_with_a_fitted_preprocessor(tmp_path, world):
     df = world.sample(500).drop(columns=D.LABEL)
     path = tmp_path / "test.txt"
-    path.write_text("\n".join("\t".join("" if pd.isna(v) else str(int(v))
-                                        if isinstance(v, float) else v for v in r)
-                              for r in df.itertuples(index=False)) + "\n")
+    write_frame(path, df)
     pre = D.CriteoPreprocessor(min_count=1).fit(world.sample(500, start=500))
     arrays = D.preprocess_to_arrays(path, tmp_path / "arr", preprocessor=pre,
                                     val_frac=0, test_frac=0)
