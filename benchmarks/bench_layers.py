@@ -41,11 +41,22 @@ class Timings(dict):
         super().__init__({name: statistics.median(ts) for name, ts in times.items()})
         self.times = times
 
+    def ratios(self, slow: str, fast: str) -> list[float]:
+        """slow / fast in each round, both timed in the same round: a busy
+        spell on a shared machine slows both sides of each ratio alike."""
+        return [a / b for a, b in zip(self.times[slow], self.times[fast])]
+
     def ratio(self, slow: str, fast: str) -> float:
-        """Median over rounds of slow / fast, both timed in the same round: a
-        busy spell on a shared machine slows both sides of each ratio alike."""
-        pairs = zip(self.times[slow], self.times[fast])
-        return statistics.median(a / b for a, b in pairs)
+        """Median over rounds of slow / fast."""
+        return statistics.median(self.ratios(slow, fast))
+
+    def spread(self, slow: str, fast: str, digits: int = 2) -> str:
+        """'median (q1–q3)' of the per-round ratios: the interquartile range
+        tells a real difference from the machine's noise."""
+        r = self.ratios(slow, fast)
+        q1, _, q3 = statistics.quantiles(r, n=4) if len(r) > 1 else (r[0],) * 3
+        med = statistics.median(r)
+        return f"{med:.{digits}f}x ({q1:.{digits}f}–{q3:.{digits}f})"
 
 
 def interleaved_medians(fns: dict, rounds: int) -> Timings:
@@ -118,7 +129,7 @@ def bench_bilinear(rounds: int) -> list[str]:
         )
         rows.append(
             f"| {bilinear_type} | {ms['loop']:.1f} | {ms['fast']:.1f} | "
-            f"**{ms.ratio('loop', 'fast'):.1f}x** | {ms['fast_rows']:.1f} | "
+            f"**{ms.spread('loop', 'fast', 1)}** | {ms['fast_rows']:.1f} | "
             f"{ms['fuxi']:.1f} |"
         )
     return rows
@@ -173,16 +184,16 @@ def bench_train_step(rounds: int) -> list[str]:
     )
     amx = "this CPU has AMX" if has_amx() else "no AMX here: emulated"
     return [
-        "| step (forward + backward + Adam) | ms | fast FiBiNET is |",
+        "| step (forward + backward + Adam) | ms | vs fast FiBiNET (float32) |",
         "|---|---:|---:|",
         f"| FiBiNET, fast bilinear | {ms['fast']:.0f} | 1.00x |",
         f"| FiBiNET, fast bilinear, bf16 autocast ({amx}) | {ms['bf16']:.0f} | "
-        f"{ms.ratio('fast', 'bf16'):.2f}x slower |",
+        f"{ms.spread('fast', 'bf16')} faster |",
         f"| FiBiNET, loop bilinear | {ms['loop']:.0f} | "
-        f"**{ms.ratio('loop', 'fast'):.2f}x faster** |",
-        f"| DeepFM | {ms['deepfm']:.0f} | {ms.ratio('fast', 'deepfm'):.2f}x slower |",
+        f"**{ms.spread('loop', 'fast')} slower** |",
+        f"| DeepFM | {ms['deepfm']:.0f} | {ms.spread('fast', 'deepfm')} faster |",
         f"| first MLP layer alone ({d_in:,} -> 128, fwd + bwd) | {ms['floor']:.0f} | "
-        f"{ms.ratio('fast', 'floor'):.2f}x the floor |",
+        f"{ms.spread('fast', 'floor')} less time |",
     ]
 
 
@@ -233,8 +244,8 @@ def bench_blocks(rounds: int) -> list[str]:
         ("embedding", "ours_embedding", f"embedding lookup, [{BATCH}, {N_CAT}] "
          f"rows of a {table_size} table"),
     ):
-        ratio = ms.ratio(key, mine)
-        rows.append(f"| {title} | {ms[key]:.1f} | {ms[mine]:.1f} | **{ratio:.2f}x** |")
+        ratio = ms.spread(key, mine)
+        rows.append(f"| {title} | {ms[key]:.1f} | {ms[mine]:.1f} | **{ratio}** |")
     return rows
 
 
@@ -264,7 +275,7 @@ def main():
         f"({platform.machine()}), batch {BATCH}, {NUM_FIELDS} fields "
         f"({N_NUM} numeric + {N_CAT} categorical), d_embed {D_EMBED}. Times: medians "
         f"of {args.rounds} interleaved rounds; ratios: medians of the {args.rounds} "
-        "per-round ratios.",
+        "per-round ratios, with their interquartile range in brackets.",
         "",
     ]
     for title, setup in (
