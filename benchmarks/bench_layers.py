@@ -18,15 +18,16 @@ import torch
 from torch import nn
 
 from fibinet_tutorial import train
-from fibinet_tutorial.cpu import has_amx, keep_freed_memory, make_adam
 from fibinet_tutorial.criteo import CRITEO_CARDINALITIES
-from fibinet_tutorial.layers import (
-    BilinearInteraction,
-    BilinearInteractionLoop,
+from fibinet_tutorial.fast import (
     Dropout,
     Linear,
+    has_amx,
+    keep_freed_memory,
     lookup,
+    make_adam,
 )
+from fibinet_tutorial.layers import BilinearInteraction, BilinearInteractionLoop
 from fibinet_tutorial.models import DeepFM, FiBiNET
 
 BATCH, N_NUM, N_CAT, D_EMBED = 2048, 13, 26, 8
@@ -281,7 +282,7 @@ def main():
     for title, setup in (
         ("glibc's default allocator", None),
         (
-            "freed memory kept for reuse (`fibinet_tutorial.cpu.keep_freed_memory`)",
+            "freed memory kept for reuse (`fibinet_tutorial.fast.keep_freed_memory`)",
             keep_freed_memory,
         ),
     ):
@@ -302,7 +303,7 @@ def main():
         lines += [
             "",
             "Building blocks that replace PyTorch's own in the models "
-            "(`fibinet_tutorial.layers`: `Linear`, `Dropout`, `lookup`):",
+            "(`fibinet_tutorial.fast`: `Linear`, `Dropout`, `lookup`):",
             "",
         ]
         lines += bench_blocks(args.rounds)

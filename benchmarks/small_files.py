@@ -19,7 +19,7 @@ import argparse
 import torch
 
 from fibinet_tutorial import data, train
-from fibinet_tutorial.cpu import flush_denormals
+from fibinet_tutorial.fast import flush_denormals
 from fibinet_tutorial.synthetic import SyntheticCriteo
 
 SAMPLES = 3

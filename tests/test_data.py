@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fibinet_tutorial import data as D
+from fibinet_tutorial.data import preprocessing, streaming
 from fibinet_tutorial.synthetic import SyntheticCriteo
 
 torch.set_num_threads(2)
@@ -240,8 +241,8 @@ def test_num_matrix_of_any_arrow_table_equals_the_frame_path(sample_file):
     for table in (next(D.iter_tables(sample_file)), pa.Table.from_pandas(df),
                   next(D.iter_tables(sample_file)).slice(7, 300)):
         rows = slice(7, 307) if table.num_rows == 300 else slice(None)
-        np.testing.assert_array_equal(D._num_matrix(table),
-                                      D._num_matrix(df.iloc[rows]))
+        np.testing.assert_array_equal(preprocessing._num_matrix(table),
+                                      preprocessing._num_matrix(df.iloc[rows]))
 
 
 def test_category_codes_match_a_plain_python_reference():
@@ -389,17 +390,17 @@ def test_streaming_refuses_an_unfitted_preprocessor_at_once(tmp_path, sample_fil
 
 
 def test_row_file_header_fits_criteo_sized_shapes(tmp_path):
-    f = D._RowFile(tmp_path / "big.npy", np.int32, 26)
+    f = streaming._RowFile(tmp_path / "big.npy", np.int32, 26)
     f.append(np.arange(52, dtype=np.int32).reshape(2, 26))
     f.finish()
     np.testing.assert_array_equal(np.load(f.partial).ravel(), np.arange(52))
-    f = D._RowFile(tmp_path / "huge.npy", np.float32, 13)
+    f = streaming._RowFile(tmp_path / "huge.npy", np.float32, 13)
     f.rows = 45_840_617 * 100  # only the header is written: its size must not change
     f.finish()
     with open(f.partial, "rb") as fh:
         np.lib.format.read_magic(fh)
         assert np.lib.format.read_array_header_1_0(fh)[0] == (4_584_061_700, 13)
-        assert fh.tell() == D._RowFile.HEADER_BYTES
+        assert fh.tell() == streaming._RowFile.HEADER_BYTES
 
 
 def test_streaming_unlabelled_file_with_a_fitted_preprocessor(tmp_path, world):

@@ -5,19 +5,16 @@ from itertools import combinations
 import pytest
 import torch
 
+from fibinet_tutorial.fast import bilinear_interaction
 from fibinet_tutorial.layers import (
     BilinearInteraction,
     BilinearInteractionLoop,
     CatEmbedding,
     CatLinear,
-    Dropout,
     FFMInteraction,
     FMInteraction,
-    Linear,
     NumEmbedding,
     SENetAttention,
-    bilinear_interaction,
-    lookup,
 )
 
 TYPES = ["field_all", "field_each", "field_interaction"]
@@ -156,93 +153,6 @@ def test_embeddings_and_linear():
     torch.testing.assert_close(num(x_num)[0, 0], 2.0 * num.weight[0])
     torch.testing.assert_close(num(x_num)[0, 1], -num.weight[1])
 
-
-@pytest.mark.parametrize("d", [1, 4])
-def test_lookup_equals_embedding_forward_and_backward(d):
-    torch.manual_seed(0)
-    weight = torch.randn(7, d, dtype=torch.double, requires_grad=True)
-    idx = torch.tensor([[0, 6, 6], [3, 0, 6]])  # repeated rows add up
-    grad = torch.randn(2, 3, d, dtype=torch.double)
-    fast = lookup(weight, idx)
-    (g_fast,) = torch.autograd.grad(fast, weight, grad)
-    plain = torch.nn.functional.embedding(idx, weight)
-    (g_plain,) = torch.autograd.grad(plain, weight, grad)
-    torch.testing.assert_close(fast, plain)
-    torch.testing.assert_close(g_fast, g_plain)
-    assert torch.autograd.gradcheck(lambda w: lookup(w, idx), (weight,))
-
-
-def _linear_pair(bias):
-    torch.manual_seed(0)
-    fast = Linear(12, 5, bias=bias).double()
-    plain = torch.nn.Linear(12, 5, bias=bias).double()
-    plain.load_state_dict(fast.state_dict())
-    return fast, plain
-
-
-@pytest.mark.parametrize("bias", [True, False])
-def test_linear_on_batch_innermost_input_equals_nn_linear(bias):
-    fast, plain = _linear_pair(bias)
-    xt = torch.randn(12, 7, dtype=torch.double, requires_grad=True)
-    grad = torch.randn(7, 5, dtype=torch.double)
-    results = []
-    for layer in (fast, plain):
-        out = layer(xt.t())  # [7, 12] with the batch innermost, as FiBiNET's
-        grads = torch.autograd.grad(out, (xt, *layer.parameters()), grad)
-        results.append((out, *grads))
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b)
-    assert torch.autograd.gradcheck(lambda x: fast(x.t()), (xt,))
-    # a row-major input takes nn.Linear's own path
-    x = torch.randn(7, 12, dtype=torch.double)
-    torch.testing.assert_close(fast(x), plain(x))
-
-
-def test_linear_on_batch_innermost_input_under_autocast():
-    fast, plain = _linear_pair(True)
-    fast, plain = fast.float(), plain.float()
-    xt = torch.randn(12, 7)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out, want = fast(xt.t()), plain(xt.t())
-    assert out.dtype == want.dtype == torch.bfloat16
-    torch.testing.assert_close(out, want)
-    out.float().sum().backward()
-    assert fast.weight.grad.dtype == torch.float32
-
-
-@pytest.mark.parametrize("bilinear_type", TYPES)
-def test_fast_bilinear_under_autocast(bilinear_type):
-    """bf16 output for the MLP; the backward runs in float32 and gives the
-    float32 layer's gradients for the same incoming gradient."""
-    fast, _ = _pair_layers(6, 4, bilinear_type)
-    x = torch.randn(9, 2, 6, 4)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out, x_grad, w_grad = _forward_backward(fast, x, torch.ones(9, 2, 15, 4))
-    assert out.dtype == torch.bfloat16
-    want, want_x_grad, want_w_grad = _forward_backward(fast, x, torch.ones(9, 2, 15, 4))
-    torch.testing.assert_close(out.float(), want, rtol=2e-2, atol=2e-2)
-    torch.testing.assert_close(x_grad, want_x_grad)
-    torch.testing.assert_close(w_grad, want_w_grad)
-
-
-@pytest.mark.parametrize("p", [0.25, 0.5])
-def test_dropout_keeps_each_element_with_probability_1_minus_p(p):
-    layer = Dropout(p)
-    x = torch.randn(1000, 400, requires_grad=True)
-    torch.manual_seed(0)
-    out = layer(x)
-    kept = out != 0
-    # each of the 16-bit lanes of a 64-bit draw, and all together: 1 - p
-    lanes = kept.view(-1, 4).float().mean(0)
-    assert torch.allclose(lanes, torch.full((4,), 1 - p), atol=0.005)
-    torch.testing.assert_close(out[kept], x[kept] / (1 - p))
-    out.backward(torch.ones_like(out))
-    torch.testing.assert_close(x.grad, kept / (1 - p))
-    torch.manual_seed(0)
-    torch.testing.assert_close(layer(x), out)  # seeded: the same mask
-    layer.eval()
-    assert layer(x) is x
-    assert (Dropout(1.0)(x) == 0).all() and Dropout(0.0)(x).equal(x)
 
 
 def test_fm_equals_pairwise_dot_products():

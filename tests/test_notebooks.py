@@ -98,6 +98,7 @@ def _solutions():
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", _solutions())
 def test_exercise_solutions_run(code, tmp_path):
     proc = subprocess.run(

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from fibinet_tutorial import data as D
 from fibinet_tutorial import synthetic as S
+from fibinet_tutorial.synthetic import marginals
 
 
 @pytest.fixture(scope="module")
@@ -125,22 +126,22 @@ def test_a_noise_field_carries_no_signal(world, rows):
 
 
 def test_zipf_sampler_matches_its_law():
-    z = S._Zipf(10, top1=0.43)
+    z = marginals.Zipf(10, top1=0.43)
     ranks = z.ranks(np.random.default_rng(0).random(200_000))
     w = np.arange(1, 11) ** -z.a
     np.testing.assert_allclose(np.bincount(ranks, minlength=10) / 2e5, w / w.sum(),
                                atol=0.004)
     assert abs(w[0] / w.sum() - 0.43) < 1e-6
-    big = S._Zipf(10_000_000, top1=0.05)  # exact head, power-law tail
+    big = marginals.Zipf(10_000_000, top1=0.05)  # exact head, power-law tail
     ranks = big.ranks(np.random.default_rng(1).random(200_000))
     assert abs((ranks == 0).mean() - 0.05) < 0.003
-    assert ranks.max() < 10_000_000 and (ranks >= S._Zipf.HEAD).mean() > 0.5
+    assert ranks.max() < 10_000_000 and (ranks >= marginals.Zipf.HEAD).mean() > 0.5
 
 
 def test_hash_is_a_bijection():
     x = np.arange(0, 2**32, 65_537, dtype=np.uint64)
-    assert (S._unmix32(S._mix32(x)) == x).all()
-    assert len(np.unique(S._mix32(x))) == len(x)
+    assert (marginals._unmix32(marginals._mix32(x)) == x).all()
+    assert len(np.unique(marginals._mix32(x))) == len(x)
 
 
 def test_ensure_default_data_writes_once(tmp_path):

@@ -57,6 +57,7 @@ def run_dir(tmp_path_factory, data_dir):
     return out, proc
 
 
+@pytest.mark.slow
 def test_cli_prints_one_json_object_last_and_writes_it(run_dir):
     out, proc = run_dir
     last = proc.stdout.strip().splitlines()[-1]
@@ -89,6 +90,7 @@ def test_cli_prints_one_json_object_last_and_writes_it(run_dir):
         assert (out / name).stat().st_size > 0, name
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_to_the_last_digit(run_dir, data_dir, tmp_path):
     out, proc = run_dir
     again = cli(
@@ -110,6 +112,7 @@ def test_same_seed_same_metrics_to_the_last_digit(run_dir, data_dir, tmp_path):
         assert row_a == row_b
 
 
+@pytest.mark.slow
 def test_reload_in_a_fresh_process_scores_unseen_categories(run_dir, tmp_path):
     out, _ = run_dir
     rows = SyntheticCriteo(seed=7).sample(50, start=10**6)  # another world's values
@@ -135,6 +138,7 @@ def test_reload_in_a_fresh_process_scores_unseen_categories(run_dir, tmp_path):
     assert proc.stdout.startswith("scored")
 
 
+@pytest.mark.slow
 def test_saved_weights_load_with_weights_only(run_dir):
     out, _ = run_dir
     state = torch.load(out / "fibinet.pt", weights_only=True)
@@ -144,6 +148,7 @@ def test_saved_weights_load_with_weights_only(run_dir):
         torch.testing.assert_close(v, state[k])
 
 
+@pytest.mark.slow
 def test_best_epoch_weights_are_kept(run_dir):
     out, _ = run_dir
     history = pd.read_csv(out / "history_fibinet.csv")
@@ -170,6 +175,7 @@ def _good_line(label="0", i1="5", c1="68fd1e64"):
         ("tiny", "split is empty"),
     ],
 )
+@pytest.mark.slow
 def test_cli_errors_end_with_one_readable_line(tmp_path, case, expect):
     if case == "columns":
         path = _bad_file(tmp_path, _good_line() + "\n" + _good_line() + "\t7\n")
@@ -186,6 +192,7 @@ def test_cli_errors_end_with_one_readable_line(tmp_path, case, expect):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_bad_flag_is_one_line_no_traceback(tmp_path):
     proc = cli("--mlp", "128,abc", "--out", str(tmp_path), check=False)
     assert proc.returncode == 2
@@ -219,6 +226,7 @@ def test_keras_model_early_stopping_and_history(tmp_path):
     assert abs(got["auc"] - history["val_auc"].max()) < 1e-9
 
 
+@pytest.mark.slow
 def test_streamed_path_matches_in_memory(data_dir, tmp_path):
     common = [*SMALL, "--data-dir", str(data_dir), "--model", "lr", "--threads", "1"]
     a = json.loads(cli(*common, "--out", str(tmp_path / "a")).stdout.splitlines()[-1])
@@ -235,6 +243,7 @@ def test_streamed_path_matches_in_memory(data_dir, tmp_path):
     and not (Path(sys.executable).parent / "accelerate").exists(),
     reason="no accelerate CLI",
 )
+@pytest.mark.slow
 def test_two_processes_with_accelerate_launch(data_dir, tmp_path):
     launcher = Path(sys.executable).parent / "accelerate"
     proc = subprocess.run(
@@ -337,15 +346,16 @@ def test_bf16_training_steps_and_float32_evaluation(tmp_path):
 
 def test_auto_precision_is_bf16_only_where_it_is_fast(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(T, "has_amx", lambda: False)
+    monkeypatch.setattr(T.trainer, "has_amx", lambda: False)
     assert T.auto_precision() == "float32"
     assert T.resolve_hparams(T.default_hparams(), 1000)["precision"] == "float32"
-    monkeypatch.setattr(T, "has_amx", lambda: True)
+    monkeypatch.setattr(T.trainer, "has_amx", lambda: True)
     assert T.auto_precision() == "bf16"
     fixed = T.default_hparams() | {"precision": "float32"}
     assert T.resolve_hparams(fixed, 1000)["precision"] == "float32"
 
 
+@pytest.mark.slow
 def test_seed_ensemble_on_small_files(tmp_path):
     assert [T.auto_seeds(n) for n in (2_700, 5_999, 6_000, 200_000)] == [5, 5, 1, 1]
     df = SyntheticCriteo().sample(3000)

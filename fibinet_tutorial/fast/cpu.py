@@ -1,4 +1,4 @@
-"""CPU settings that make training faster, each measured in `make bench`."""
+"""CPU settings that make training faster (see the package docstring, `fast`)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
 
     A fresh tensor's memory is mapped lazily: the first write to each 4 KB page
     traps into the kernel. For FiBiNET's 48 MB bilinear output (batch 2048)
-    that is 12,000 traps, measured at ~13 ms of a ~22 ms forward pass; with
+    that is 12,000 traps, a large share of the layer's forward pass; with
     2 MB pages it is 24. Call it right after `torch.empty`, before anything is
     written. Only the whole 2 MB blocks inside the tensor are advised; where
     transparent huge pages are off, or off Linux, nothing changes. Returns
@@ -57,8 +57,8 @@ def keep_freed_memory() -> bool:
     """Let glibc reuse freed memory for large tensors instead of unmapping it.
 
     glibc serves allocations above 32 MB with fresh `mmap` pages, so each new
-    [B, P, d] tensor pays a page fault per 4 KB page (about 15 ms for FiBiNET's
-    48 MB bilinear output at batch 2048). With mmap off and trimming off, freed
+    [B, P, d] tensor pays a page fault per 4 KB page (FiBiNET's bilinear output
+    is 48 MB at batch 2048). With mmap off and trimming off, freed
     blocks are reused, as jemalloc or tcmalloc would do. The process keeps its
     peak memory instead of returning it to the system. Returns False (and
     changes nothing) where the C library is not glibc.
@@ -75,8 +75,9 @@ def flush_denormals() -> bool:
 
     Weight decay pulls the embeddings of rarely seen categories towards zero;
     once they are denormal, every operation on them runs in the CPU's slow
-    microcode path (measured: 76 s instead of 22 s per FiBiNET epoch). Flushing
-    them changes results by less than 1e-38. Returns False where unsupported.
+    microcode path (an earlier measurement here: epochs over three times as
+    long). Flushing them changes results by less than 1e-38. Returns False
+    where unsupported.
     """
     return torch.set_flush_denormal(True)
 
@@ -84,7 +85,7 @@ def flush_denormals() -> bool:
 def has_amx() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX).
 
-    There, training under bf16 autocast is faster (`make bench`: the FiBiNET
+    There, training under bf16 autocast is faster (`make bench`: the training
     step table); elsewhere bf16 on a CPU is emulated and slower than float32.
     """
     check = getattr(torch.cpu, "_is_amx_tile_supported", None)

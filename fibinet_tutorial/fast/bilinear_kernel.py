@@ -1,12 +1,13 @@
 """The fast bilinear interaction: a hand-written forward and backward.
 
-`layers.BilinearInteractionLoop` is the formula as it reads: one small matrix
+`layers.bilinear.BilinearInteractionLoop` is the formula as it reads: one small matrix
 product per field pair, 741 pairs for Criteo's 39 fields. Autograd then records
 a few thousand tiny operations per call, and that bookkeeping, not arithmetic,
 is what makes it slow. This module computes the same numbers with one
 operation per *row* of pairs and writes the backward pass by hand.
 
-Two choices make it fast on a CPU (measured in `benchmarks/bench_layers.py`):
+Two choices make it fast on a CPU (`make bench` measures it against the loop:
+benchmarks/RESULTS.md):
 
 1. Rows of pairs. With pairs in `itertools.combinations` order, the pairs
    (i, i+1), (i, i+2), ... (i, F-1) are consecutive, so row i of the output is
@@ -26,13 +27,10 @@ Pair p = (i, j) using matrix m gives `(v_i @ weight[m]) * v_j`.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
+from .autocast import autocast_dtype, without_autocast
 from .cpu import advise_huge_pages
-
-BILINEAR_TYPES = ("field_all", "field_each", "field_interaction")
 
 
 def row_offsets(num_fields: int) -> list[int]:
@@ -58,37 +56,13 @@ def _sum_to(grad: torch.Tensor, s_w: int) -> torch.Tensor:
     return grad.sum(0, keepdim=True) if s_w == 1 and grad.shape[0] != 1 else grad
 
 
-def autocast_dtype(device: str) -> torch.dtype | None:
-    """The dtype autocast is running in on this device type, or None if off.
-
-    Our hand-written autograd functions cast their inputs themselves (as
-    autocast would for the PyTorch op they replace) and then run with autocast
-    disabled, so that no op inside them is cast a second time.
-    """
-    if not torch.is_autocast_enabled(device):
-        return None
-    return torch.get_autocast_dtype(device)
-
-
-def without_autocast(backward):
-    """Run a hand-written backward in the dtypes it was written for, even when
-    it is called inside an autocast region (which would turn its matmuls bf16)."""
-
-    @functools.wraps(backward)
-    def run(ctx, grad_out):
-        with torch.autocast(grad_out.device.type, enabled=False):
-            return backward(ctx, grad_out)
-
-    return run
-
-
 class _GradRows:
     """The incoming gradient, one row of pairs at a time, in e's dtype.
 
     Under autocast it arrives in bf16; the backward sums over up to F-1 terms
     and runs in float32. Each row is converted into one reused buffer that
-    stays in cache: measured 37 vs 44 ms for field_all's backward when the
-    whole [S, P, d, N] gradient is converted first (batch 2048, 39 fields).
+    stays in cache, which is faster than converting the whole [S, P, d, N]
+    gradient first.
     """
 
     def __init__(self, grad_out: torch.Tensor, e: torch.Tensor):
@@ -113,8 +87,8 @@ class _RowsSharedMatrix(torch.autograd.Function):
         u = torch.matmul(wt, e)  # [S, F, d, N] (weight broadcast over F if n=1)
         ctx.save_for_backward(e, weight, u)
         # the products in the output's dtype: bf16 in, bf16 out is as fast as
-        # float32 and halves the memory the MLP reads (a float32 -> bf16 mul is
-        # 2x slower, a cast of the whole output costs ~9 ms a step)
+        # float32 and halves the memory the MLP reads (a float32 -> bf16 mul,
+        # or a cast of the whole output afterwards, costs more)
         u_out, e_out = u.to(out_dtype), e.to(out_dtype)
         out = _new_output(e, out_dtype)
         for i, o in enumerate(row_offsets(F)):
@@ -222,3 +196,18 @@ def bilinear_pairs(e: torch.Tensor, weight: torch.Tensor, bilinear_type: str):
     # while the backward and the weight gradients stay float32
     with torch.autocast(device, enabled=False):
         return fn.apply(e.float(), weight.float(), out_dtype)
+
+
+def bilinear_interaction(x: torch.Tensor, weight: torch.Tensor, bilinear_type: str):
+    """The fast bilinear interaction on the usual layout; the layer calls this.
+
+    x: [B, F, d] or [B, S, F, d]; weight: [S_w, n, d, d] with S_w in {1, S}
+    -> [B, P, d] or [B, S, P, d], a view whose batch dimension is innermost in
+    memory (`flatten(1)` keeps it a view; `fast.Linear` reads it directly).
+    """
+    stacked = x.dim() == 4
+    xs = x if stacked else x.unsqueeze(1)  # [B, S, F, d]
+    e = xs.permute(1, 2, 3, 0).contiguous()  # [S, F, d, B]: batch innermost
+    out = bilinear_pairs(e, weight, bilinear_type)  # [S, P, d, B]
+    out = out.permute(3, 0, 1, 2)  # [B, S, P, d], a view
+    return out if stacked else out.squeeze(1)

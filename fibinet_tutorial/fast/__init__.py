@@ -1,0 +1,53 @@
+"""The speed path: hand-written kernels and CPU settings, kept apart from the model.
+
+The model code (`layers`, `models`) reads like the formulas; it calls into this
+package where a plain PyTorch op would be slow for FiBiNET's shapes. Nothing
+here changes a result beyond float rounding: each piece is tested against the
+plain version it replaces (tests/test_fast.py, tests/test_layers.py), and
+`make bench` measures what each buys (benchmarks/RESULTS.md).
+
+What each piece buys, and why the model uses it:
+
+- `bilinear_kernel`: the bilinear interaction of every field pair with one
+  operation per *row* of pairs and a hand-written backward, on a
+  batch-innermost layout. The readable loop records thousands of tiny autograd
+  ops per call (741 pairs on Criteo); this is the biggest win.
+- `blocks.Linear`: the MLP's first layer reads that batch-innermost output
+  directly; `nn.Linear` would multiply it as a transposed operand (slow in bf16).
+- `blocks.Dropout`: a dropout mask from 64-bit random draws, several times
+  cheaper than `bernoulli_` on the CPU.
+- `blocks.lookup`: an embedding backward with one `index_add_` instead of
+  PyTorch's sort on the CPU (one million rows on Criteo).
+- `cpu`: process-wide CPU settings: reuse of freed memory (`keep_freed_memory`),
+  2 MB pages for the bilinear output (`advise_huge_pages`), denormals flushed
+  to zero (`flush_denormals`), Intel AMX detection for bf16 (`has_amx`), and
+  Adam's fused kernel (`make_adam`).
+- `autocast`: how the hand-written functions behave under bf16 autocast.
+
+On other devices (CUDA) the blocks fall back to PyTorch's own ops and the CPU
+settings are not applied; the bilinear kernel runs on any device.
+"""
+
+from .bilinear_kernel import bilinear_interaction, bilinear_pairs, row_offsets
+from .blocks import Dropout, Linear, lookup
+from .cpu import (
+    advise_huge_pages,
+    flush_denormals,
+    has_amx,
+    keep_freed_memory,
+    make_adam,
+)
+
+__all__ = [
+    "Dropout",
+    "Linear",
+    "advise_huge_pages",
+    "bilinear_interaction",
+    "bilinear_pairs",
+    "flush_denormals",
+    "has_amx",
+    "keep_freed_memory",
+    "lookup",
+    "make_adam",
+    "row_offsets",
+]

@@ -1,0 +1,25 @@
+"""FiBiNET and the models it is compared with, one module each.
+
+- `base`: `CTRModel`, what every model shares (input checks, wide part,
+  embeddings), and `count_parameters`
+- `fibinet`: `FiBiNET`
+- `baselines`: `LogisticRegression`, `DeepFM`
+- `ensemble`: `SeedEnsemble`, copies from several seeds averaged
+
+Every model takes x = (x_num [B, n_num] float, x_cat [B, n_cat] long) and
+returns logits [B].
+"""
+
+from .base import CTRModel, count_parameters
+from .baselines import DeepFM, LogisticRegression
+from .ensemble import SeedEnsemble
+from .fibinet import FiBiNET
+
+__all__ = [
+    "CTRModel",
+    "DeepFM",
+    "FiBiNET",
+    "LogisticRegression",
+    "SeedEnsemble",
+    "count_parameters",
+]

@@ -1,0 +1,84 @@
+"""The training defaults in one place, and the rules that adapt them to a file.
+
+`default_hparams` is what the CLI and the notebooks start from; None or "auto"
+there means "choose by the training-set size or the machine", which
+`resolve_hparams` does.
+"""
+
+from __future__ import annotations
+
+from .trainer import auto_precision
+
+
+def default_hparams() -> dict:
+    """The CLI's defaults, in one place (the notebooks use them too).
+
+    Tuned on the built-in data and kept safe for small files: the seed's Criteo
+    run used lr 2e-3, dropout 0.25 and weight decay 1e-3. Weight decay matters
+    most: it pulls the embeddings of rarely seen categories back to zero
+    between their rare updates, which stops the model from memorising them
+    (notebook 4's exercise compares training with and without it).
+    """
+    return {
+        "d_embed": 8,
+        "mlp_layers": [128, 64, 32],
+        "mlp_dropout": 0.5,
+        "reduction_ratio": 3,
+        "bilinear_type": "field_all",
+        "shared_bilinear": False,
+        "lr": 3e-3,
+        "weight_decay": 1e-3,
+        "mlp_weight_decay": None,  # auto_mlp_weight_decay
+        "batch_size": None,  # auto_batch_size
+        "epochs": 10,
+        "patience": 2,
+        "precision": "auto",  # auto_precision
+        "seeds": None,  # auto_seeds
+    }
+
+
+def auto_mlp_weight_decay(n_train: int) -> float:
+    """Weight decay for the MLP's weights: strong on small files, ~0 on large ones.
+
+    FiBiNET's MLP reads F(F-1)d inputs (11,856 on Criteo's 39 fields): on a few
+    thousand rows it fits noise, and FiBiNET falls below logistic regression.
+    0.1 * (4,500 / n_train)**2: `make bench-small` measures FiBiNET minus LR
+    with and without it on small built-in files (benchmarks/SMALL_FILES.md).
+    Below 6,000 rows the defaults also average several seeds (`auto_seeds`).
+    At 200k training rows it is 5e-5, too small to matter; a fixed 0.1 there
+    would hold a large model back, which is why it fades with the square of
+    the size.
+    """
+    return 0.1 * (4_500 / max(n_train, 1)) ** 2
+
+
+def auto_seeds(n_train: int, model: str = "fibinet") -> int:
+    """How many seeds to train and average (`models.SeedEnsemble`): 5 below 6,000
+    training rows, else 1; always 1 for logistic regression.
+
+    On a few thousand rows one FiBiNET's test AUC moves a lot with its seed
+    alone; `make bench-small` compares one seed with five against LR
+    (benchmarks/SMALL_FILES.md). Five runs on such a file take seconds.
+    Logistic regression has no such variance and trains once.
+    """
+    return 1 if model == "lr" or n_train >= 6_000 else 5
+
+
+def resolve_hparams(hparams: dict, n_train: int, model: str = "fibinet") -> dict:
+    """Fill in the automatic hyperparameters (None, "auto") for a training set
+    (and, for the number of seeds, the model)."""
+    h = dict(hparams)
+    if h.get("batch_size") is None:
+        h["batch_size"] = auto_batch_size(n_train)
+    if h.get("mlp_weight_decay") is None:
+        h["mlp_weight_decay"] = auto_mlp_weight_decay(n_train)
+    if h.get("precision", "auto") == "auto":
+        h["precision"] = auto_precision()
+    if h.get("seeds") is None:
+        h["seeds"] = auto_seeds(n_train, model)
+    return h
+
+
+def auto_batch_size(n_train: int, largest: int = 2048, min_steps: int = 32) -> int:
+    """2048, or smaller so that a small file still gives min_steps steps an epoch."""
+    return int(max(32, min(largest, n_train // min_steps)))

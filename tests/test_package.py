@@ -1,0 +1,63 @@
+"""The package's shape: a light front door, modules of one job with docstrings,
+and a README quick start that runs."""
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fibinet_tutorial
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = sorted((ROOT / "fibinet_tutorial").rglob("*.py"))
+
+
+def test_front_door_names_resolve():
+    for name in fibinet_tutorial.__all__:
+        assert getattr(fibinet_tutorial, name) is not None, name
+    from fibinet_tutorial import FiBiNET, read_criteo, train_one  # noqa: F401
+
+
+def test_import_stays_light():
+    code = (
+        "import sys, fibinet_tutorial; "
+        "print(sorted(m for m in ('torchkeras', 'accelerate') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no_such_name"):
+        fibinet_tutorial.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_says_what_it_holds_and_stays_readable(path):
+    source = path.read_text()
+    assert ast.get_docstring(ast.parse(source)), f"{path.name} has no docstring"
+    if path.name != "__main__.py":
+        assert len(source.splitlines()) <= 500, f"{path} is over 500 lines"
+
+
+@pytest.mark.slow
+def test_readme_quick_start_runs(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Use it from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = "import torch; torch.set_num_threads(1)\n" + code
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    auc = float(re.search(r"test AUC ([0-9.]+)", proc.stdout).group(1))
+    assert 0.6 < auc < 0.9
