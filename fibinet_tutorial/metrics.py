@@ -92,6 +92,16 @@ class LogLoss(_EpochMetric):
         return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
+class AUCMinusLogLoss(_EpochMetric):
+    """AUC minus log loss over an epoch, from logits: one number that rewards
+    ranking and calibration together (FuxiCTR's BARS configurations stop early
+    on it: monitor {"AUC": 1, "logloss": -1})."""
+
+    @staticmethod
+    def value(y, logits) -> float:
+        return AUC.value(y, logits) - LogLoss.value(y, logits)
+
+
 class BCEWithLogits:
     """Binary cross-entropy on logits, as a plain callable (see _EpochMetric)."""
 

@@ -154,7 +154,6 @@ def test_embeddings_and_linear():
     torch.testing.assert_close(num(x_num)[0, 1], -num.weight[1])
 
 
-
 def test_fm_equals_pairwise_dot_products():
     x = torch.randn(3, 5, 4)
     want = sum((x[:, i] * x[:, j]).sum(-1) for i, j in combinations(range(5), 2))

@@ -109,7 +109,8 @@ def test_effects_noise_fields_and_interactions(world):
     assert len(noise) >= 6 and all(effects[f] == 0 for f in noise)
     assert set(noise).isdisjoint(world.informative_fields)
     assert {(a, b) for a, b, _ in world.interactions} == {
-        (a, b) for a, b, _ in S.INTERACTIONS}
+        (a, b) for a, b, _ in S.INTERACTIONS
+    }
     assert all(s > 0 for _, _, s in world.interactions)
     json.dumps(world.summary())  # plain numbers, for docs and notebooks
 
@@ -129,8 +130,9 @@ def test_zipf_sampler_matches_its_law():
     z = marginals.Zipf(10, top1=0.43)
     ranks = z.ranks(np.random.default_rng(0).random(200_000))
     w = np.arange(1, 11) ** -z.a
-    np.testing.assert_allclose(np.bincount(ranks, minlength=10) / 2e5, w / w.sum(),
-                               atol=0.004)
+    np.testing.assert_allclose(
+        np.bincount(ranks, minlength=10) / 2e5, w / w.sum(), atol=0.004
+    )
     assert abs(w[0] / w.sum() - 0.43) < 1e-6
     big = marginals.Zipf(10_000_000, top1=0.05)  # exact head, power-law tail
     ranks = big.ranks(np.random.default_rng(1).random(200_000))

@@ -153,7 +153,9 @@ def test_best_epoch_weights_are_kept(run_dir):
     out, _ = run_dir
     history = pd.read_csv(out / "history_fibinet.csv")
     summary = json.loads((out / "metrics.json").read_text())
-    assert abs(summary["val_auc"] - history["val_auc"].max()) < 1e-9
+    column, mode = T.MONITORS[T.default_hparams()["monitor"]]
+    best = history[column].idxmax() if mode == "max" else history[column].idxmin()
+    assert abs(summary["val_auc"] - history["val_auc"][best]) < 1e-9
 
 
 def _bad_file(tmp_path, text):
@@ -200,7 +202,8 @@ def test_cli_bad_flag_is_one_line_no_traceback(tmp_path):
     assert "128,abc" in proc.stderr.strip().splitlines()[-1]
 
 
-def test_keras_model_early_stopping_and_history(tmp_path):
+@pytest.mark.parametrize("monitor", list(T.MONITORS))
+def test_keras_model_early_stopping_and_history(tmp_path, monitor):
     truth = SyntheticCriteo()
     df = truth.sample(6000)
     pre = D.CriteoPreprocessor().fit(df[:4000])
@@ -218,12 +221,20 @@ def test_keras_model_early_stopping_and_history(tmp_path):
         patience=1,
         ckpt_path=tmp_path / "lr.pt",
         progress="none",
+        monitor=monitor,
     )
     assert {"train_loss", "val_auc", "val_logloss", "seconds"} <= set(history)
-    best = int(history["val_auc"].to_numpy().argmax())
+    column, mode = T.MONITORS[monitor]
+    scores = history[column].to_numpy() * (1 if mode == "max" else -1)
+    best = int(scores.argmax())
     assert len(history) == best + 2  # stopped one epoch after the best (patience 1)
     got = T.evaluate(model.net, D.make_loader(ds_val, 4096, False))
-    assert abs(got["auc"] - history["val_auc"].max()) < 1e-9
+    assert abs(got["auc"] - history["val_auc"][best]) < 1e-9
+    assert abs(got["logloss"] - history["val_logloss"][best]) < 1e-9
+    auc_minus = history["val_auc"][best] - history["val_logloss"][best]
+    assert abs(history["val_auc_minus_logloss"][best] - auc_minus) < 1e-9
+    with pytest.raises(ValueError, match="monitor must be one of"):
+        model.fit(D.make_loader(ds_train, 512, True), monitor="val_auc")
 
 
 @pytest.mark.slow
@@ -346,10 +357,10 @@ def test_bf16_training_steps_and_float32_evaluation(tmp_path):
 
 def test_auto_precision_is_bf16_only_where_it_is_fast(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(T.trainer, "has_amx", lambda: False)
+    monkeypatch.setattr(T.hparams, "has_amx", lambda: False)
     assert T.auto_precision() == "float32"
     assert T.resolve_hparams(T.default_hparams(), 1000)["precision"] == "float32"
-    monkeypatch.setattr(T.trainer, "has_amx", lambda: True)
+    monkeypatch.setattr(T.hparams, "has_amx", lambda: True)
     assert T.auto_precision() == "bf16"
     fixed = T.default_hparams() | {"precision": "float32"}
     assert T.resolve_hparams(fixed, 1000)["precision"] == "float32"
@@ -392,3 +403,19 @@ def test_seed_ensemble_on_small_files(tmp_path):
     assert T.train_one("lr", prepared, hp, tmp_path)["result"]["seeds"] == 1
     with pytest.raises(ValueError, match="seeds"):
         T.train_one("lr", prepared, hp | {"seeds": 0}, tmp_path)
+
+
+@pytest.mark.parametrize("model", ["fibinet", "deepfm"])
+def test_a_last_training_batch_of_one_row_cannot_stop_batchnorm(model, tmp_path):
+    df = SyntheticCriteo().sample(160)
+    pre = D.CriteoPreprocessor(min_count=1).fit(df)
+    n_train = 2 * 64 + 1  # batch 64: the last batch would hold one row
+    prepared = {
+        "ds_train": D.CTRDataset.from_frame(df.iloc[:n_train], pre),
+        "ds_val": D.CTRDataset.from_frame(df.iloc[n_train:], pre),
+        "ds_test": D.CTRDataset.from_frame(df.iloc[n_train:], pre),
+        "preprocessor": pre,
+    }
+    hp = T.default_hparams() | {"batch_size": 64, "epochs": 1, "seeds": 1}
+    run = T.train_one(model, prepared, hp, tmp_path, progress="none")
+    assert np.isfinite(run["result"]["val_logloss"])

@@ -86,13 +86,24 @@ def collate_batched(batch):
 
 
 def make_loader(
-    dataset, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False
+    dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    drop_last: bool | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader that fetches each batch with one ``__getitems__`` call.
 
     Shuffling draws from a ``torch.Generator`` seeded with ``seed``: two loaders
     built alike yield the same batches; each new epoch reshuffles.
+    drop_last=None (the default) drops the last partial batch of a shuffled
+    (training) loader that has at least one full batch: a last batch of one
+    row would stop BatchNorm ("Expected more than 1 value per channel"), and a
+    few rows would skew its running statistics. The rows dropped differ from
+    epoch to epoch. Unshuffled (evaluation) loaders keep every row.
     """
+    if drop_last is None:
+        drop_last = shuffle and len(dataset) >= batch_size
     gen = torch.Generator().manual_seed(seed) if shuffle else None
     return torch.utils.data.DataLoader(
         dataset,

@@ -36,17 +36,18 @@ from .evaluation import (
     summarize,
 )
 from .hparams import (
+    MONITORS,
+    PRECISIONS,
     auto_batch_size,
     auto_mlp_weight_decay,
+    auto_precision,
     auto_seeds,
     default_hparams,
     resolve_hparams,
 )
 from .job import prepare_data, run, train_one
 from .trainer import (
-    PRECISIONS,
     CTRKerasModel,
-    auto_precision,
     autocast_training,
     decay_groups,
     weights_digest,
@@ -54,6 +55,7 @@ from .trainer import (
 
 __all__ = [
     "MODELS",
+    "MONITORS",
     "MODEL_PARAMS",
     "MODEL_TITLES",
     "PRECISIONS",

@@ -19,9 +19,8 @@ import torch
 
 from ..data import NUMERIC_TRANSFORMS
 from .checkpoints import MODELS
-from .hparams import default_hparams
+from .hparams import MONITORS, PRECISIONS, default_hparams
 from .job import run
-from .trainer import PRECISIONS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -123,6 +122,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--epochs", type=int, default=d["epochs"])
     p.add_argument("--patience", type=int, default=d["patience"])
+    p.add_argument(
+        "--monitor",
+        choices=list(MONITORS),
+        default=d["monitor"],
+        help="validation score for early stopping and the kept epoch",
+    )
     p.add_argument(
         "--precision",
         choices=PRECISIONS,

@@ -7,7 +7,17 @@ there means "choose by the training-set size or the machine", which
 
 from __future__ import annotations
 
-from .trainer import auto_precision
+import torch
+
+from ..fast import has_amx
+
+PRECISIONS = ("auto", "float32", "bf16")
+# early-stopping scores: name -> (the history column it reads, better when)
+MONITORS = {
+    "auc": ("val_auc", "max"),
+    "logloss": ("val_logloss", "min"),
+    "auc-logloss": ("val_auc_minus_logloss", "max"),
+}
 
 
 def default_hparams() -> dict:
@@ -32,6 +42,7 @@ def default_hparams() -> dict:
         "batch_size": None,  # auto_batch_size
         "epochs": 10,
         "patience": 2,
+        "monitor": "auc",  # MONITORS
         "precision": "auto",  # auto_precision
         "seeds": None,  # auto_seeds
     }
@@ -62,6 +73,13 @@ def auto_seeds(n_train: int, model: str = "fibinet") -> int:
     Logistic regression has no such variance and trains once.
     """
     return 1 if model == "lr" or n_train >= 6_000 else 5
+
+
+def auto_precision() -> str:
+    """bf16 where its matrix products are fast (CUDA GPUs, CPUs with AMX)."""
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bf16" if has_amx() else "float32"
 
 
 def resolve_hparams(hparams: dict, n_train: int, model: str = "fibinet") -> dict:

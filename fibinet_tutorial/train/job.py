@@ -137,6 +137,7 @@ def train_one(
             dl_val,
             epochs=hp["epochs"],
             patience=hp["patience"],
+            monitor=hp["monitor"],
             ckpt_path=ckpt,
             progress=progress,
             precision=hp["precision"],

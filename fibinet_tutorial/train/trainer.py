@@ -20,8 +20,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..fast import has_amx, make_adam
-from ..metrics import AUC, BCEWithLogits, LogLoss
+from ..fast import make_adam
+from ..metrics import AUC, AUCMinusLogLoss, BCEWithLogits, LogLoss
+from .hparams import MONITORS, auto_precision, default_hparams
 
 # torchkeras prints the import errors of optional extras it does not need here
 # (its tabular models want the `tabm` package), and tqdm.auto warns in Jupyter
@@ -60,16 +61,6 @@ class _EpochLog:
                     parts.append(f"{key} {h[key]:.4f}")
             parts.append(f"{self.seconds[-1]:.1f}s")
             print("  ".join(parts), file=self.stream, flush=True)
-
-
-PRECISIONS = ("auto", "float32", "bf16")
-
-
-def auto_precision() -> str:
-    """bf16 where its matrix products are fast (CUDA GPUs, CPUs with AMX)."""
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bf16" if has_amx() else "float32"
 
 
 @contextlib.contextmanager
@@ -154,7 +145,11 @@ class CTRKerasModel(torchkeras.KerasModel):
         optimizer = make_adam(groups, lr=lr)
         super().__init__(net, loss_fn=BCEWithLogits(), optimizer=optimizer)
         del self.metrics_dict  # KerasModel made an nn.ModuleDict; see above
-        self.metrics_dict = {"auc": AUC(), "logloss": LogLoss()}
+        self.metrics_dict = {
+            "auc": AUC(),
+            "logloss": LogLoss(),
+            "auc_minus_logloss": AUCMinusLogLoss(),
+        }
 
     def fit(
         self,
@@ -163,14 +158,16 @@ class CTRKerasModel(torchkeras.KerasModel):
         epochs: int = 20,
         ckpt_path="checkpoint.pt",
         patience: int = 2,
-        monitor: str = "val_auc",
-        mode: str = "max",
+        monitor: str | None = None,
         progress: str = "bar",
         precision: str = "float32",
         **kwargs,
     ) -> pd.DataFrame:
         """Train with early stopping; returns the history, one row per epoch.
 
+        monitor: the validation score that early stopping watches and whose
+        best epoch's weights are kept: "auc", "logloss" or "auc-logloss"
+        (`hparams.MONITORS`; None: `default_hparams()["monitor"]`).
         progress: "bar" (torchkeras's tqdm bars), "epoch" (one plain line per
         epoch, for notebooks) or "none". precision: "float32", "bf16" (training
         steps under autocast, see `autocast_training`) or "auto" (bf16 where
@@ -178,6 +175,13 @@ class CTRKerasModel(torchkeras.KerasModel):
         """
         if precision == "auto":
             precision = auto_precision()
+        if monitor is None:
+            monitor = default_hparams()["monitor"]
+        if monitor not in MONITORS:
+            raise ValueError(
+                f"monitor must be one of {', '.join(MONITORS)}, got {monitor!r}"
+            )
+        column, mode = MONITORS[monitor]
         if progress not in ("bar", "epoch", "none"):
             raise ValueError(f"progress must be bar, epoch or none, got {progress!r}")
         log = _EpochLog(sys.stdout if progress == "epoch" else None)
@@ -195,7 +199,7 @@ class CTRKerasModel(torchkeras.KerasModel):
                 epochs=epochs,
                 ckpt_path=str(ckpt_path),
                 patience=patience,
-                monitor=monitor,
+                monitor=column,
                 mode=mode,
                 callbacks=[log],
                 plot=False,
