@@ -254,3 +254,14 @@ def test_named_fields_appear_in_errors():
         net((torch.zeros(1, 1), torch.tensor([[7]])))
     with pytest.raises(ValueError, match="2 names for 3 fields"):
         LogisticRegression(1, [2, 2], field_names=["a", "b"])
+
+
+def test_non_embedding_parameters_leave_out_the_per_category_tables():
+    from fibinet_tutorial.models import count_non_embedding_parameters
+
+    cats, d = [5, 7], 4
+    lr = LogisticRegression(3, cats)
+    assert count_non_embedding_parameters(lr) == 3 + 1 + 1  # num weights, 2 biases
+    net = FiBiNET(3, cats, d_embed=d, mlp_layers=(8,))
+    tables = sum(cats) * d + sum(cats)  # embeddings + the wide part's weights
+    assert count_non_embedding_parameters(net) == count_parameters(net) - tables

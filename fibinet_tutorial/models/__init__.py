@@ -1,7 +1,7 @@
 """FiBiNET and the models it is compared with, one module each.
 
 - `base`: `CTRModel`, what every model shares (input checks, wide part,
-  embeddings), and `count_parameters`
+  embeddings), `count_parameters` and `count_non_embedding_parameters`
 - `fibinet`: `FiBiNET`
 - `baselines`: `LogisticRegression`, `DeepFM`
 - `ensemble`: `SeedEnsemble`, copies from several seeds averaged
@@ -10,7 +10,7 @@ Every model takes x = (x_num [B, n_num] float, x_cat [B, n_cat] long) and
 returns logits [B].
 """
 
-from .base import CTRModel, count_parameters
+from .base import CTRModel, count_non_embedding_parameters, count_parameters
 from .baselines import DeepFM, LogisticRegression
 from .ensemble import SeedEnsemble
 from .fibinet import FiBiNET
@@ -21,5 +21,6 @@ __all__ = [
     "FiBiNET",
     "LogisticRegression",
     "SeedEnsemble",
+    "count_non_embedding_parameters",
     "count_parameters",
 ]

@@ -133,3 +133,18 @@ class CTRModel(nn.Module):
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def count_non_embedding_parameters(net: nn.Module) -> int:
+    """Trainable parameters outside the per-category tables.
+
+    The tables (`nn.Embedding` weights: the embeddings and the wide part's
+    per-category weights) grow with the data's vocabulary and are touched a
+    few rows per sample; the rest (SENet, bilinear matrices, MLP, numeric
+    vectors) is what a model's design decides, and what each step computes
+    with in full.
+    """
+    tables = {id(m.weight) for m in net.modules() if isinstance(m, nn.Embedding)}
+    return sum(
+        p.numel() for p in net.parameters() if p.requires_grad and id(p) not in tables
+    )
