@@ -124,13 +124,19 @@ def _arrow(ax, x0, y0, x1, y1):
     )
 
 
+def _architecture_axes(ax, figsize, height: float):
+    """Frameless axes 10 wide and `height` tall for an architecture figure, and
+    the box and arrow drawers bound to them: (fig, ax, box, arrow)."""
+    fig, ax = _axes(ax, figsize=figsize)
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    return fig, ax, partial(_box, ax), partial(_arrow, ax)
+
+
 def draw_fibinet(ax=None) -> Figure:
     """The FiBiNET architecture as boxes and arrows, bottom (input) to top."""
-    fig, ax = _axes(ax, figsize=(8, 6.5))
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 10.6)
-    ax.axis("off")
-    box, arrow = partial(_box, ax), partial(_arrow, ax)
+    fig, ax, box, arrow = _architecture_axes(ax, (8, 6.5), 10.6)
 
     box(
         5,
@@ -172,32 +178,26 @@ def draw_deepfm(ax=None) -> Figure:
     The FM part (wide part + FM term) and the deep part (MLP) read one shared
     embedding table; their outputs are summed into the logit.
     """
-    fig, ax = _axes(ax, figsize=(8, 4.6))
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 7.0)
-    ax.axis("off")
-    box, arrow = partial(_box, ax), partial(_arrow, ax)
-    box(
-        5,
-        0.5,
-        8.6,
-        0.6,
-        "fields: numeric x_num [B, 13], categorical x_cat [B, 26]",
-        "#eeeeee",
-    )
+    fig, ax, box, arrow = _architecture_axes(ax, (8, 4.6), 7.0)
+    inputs = "fields: numeric x_num [B, 13], categorical x_cat [B, 26]"
+    box(5, 0.5, 8.6, 0.6, inputs, "#eeeeee")
     box(1.5, 2.2, 2.4, 0.8, "wide part\n(first order) [B, 1]", "#ffe4c4")
     box(6, 2.2, 5.4, 0.8, "embeddings E  [B, F, d]\none table, shared", "#cfe2f3")
     fm_text = "FM term [B, 1]\nsum over pairs i < j\nof <e_i, e_j>"
     box(4.3, 4.3, 3.0, 1.0, fm_text, "#fff2cc")
     box(7.9, 4.3, 3.0, 1.0, "MLP on flatten(E)\n[B, F d] -> [B, 1]", "#f4cccc")
     box(4.6, 6.3, 3.6, 0.6, "sum -> sigmoid -> p(click)", "#eeeeee")
-    arrow(2.5, 0.8, 1.5, 1.8)
-    arrow(6, 0.8, 6, 1.8)
-    arrow(5.0, 2.6, 4.3, 3.7)
-    arrow(7.0, 2.6, 7.9, 3.7)
-    arrow(1.5, 2.6, 3.4, 6.0)
-    arrow(4.3, 4.9, 4.5, 6.0)
-    arrow(7.9, 4.9, 5.8, 6.0)
+    edges = {  # (x0, y0, x1, y1) of each arrow
+        "fields -> wide part": (2.5, 0.8, 1.5, 1.8),
+        "fields -> embeddings": (6, 0.8, 6, 1.8),
+        "embeddings -> FM term": (5.0, 2.6, 4.3, 3.7),
+        "embeddings -> MLP": (7.0, 2.6, 7.9, 3.7),
+        "wide part -> sum": (1.5, 2.6, 3.4, 6.0),
+        "FM term -> sum": (4.3, 4.9, 4.5, 6.0),
+        "MLP -> sum": (7.9, 4.9, 5.8, 6.0),
+    }
+    for x0, y0, x1, y1 in edges.values():
+        arrow(x0, y0, x1, y1)
     part = dict(fontsize=8, color="#a0522d", style="italic")
     ax.text(0.2, 4.3, "FM part:\nwide part\n+ FM term", va="center", **part)
     ax.text(9.5, 4.3, "deep\npart", va="center", **part)

@@ -313,20 +313,11 @@ def test_non_embedding_parameters_leave_out_the_per_category_tables():
 
 @pytest.mark.slow
 def test_fm_trains_through_train_one_and_the_cli_takes_it(tmp_path):
-    from fibinet_tutorial import data as D
     from fibinet_tutorial import train as T
-    from fibinet_tutorial.synthetic import SyntheticCriteo
     from fibinet_tutorial.train.cli import parse_args
 
     assert parse_args(["--model", "fm", "lr"]).model == ["fm", "lr"]
-    df = SyntheticCriteo().sample(6000)
-    pre = D.CriteoPreprocessor().fit(df[:4000])
-    prepared = {
-        "ds_train": D.CTRDataset.from_frame(df[:4000], pre),
-        "ds_val": D.CTRDataset.from_frame(df[4000:5000], pre),
-        "ds_test": D.CTRDataset.from_frame(df[5000:], pre),
-        "preprocessor": pre,
-    }
+    prepared = T.prepare_data(rows=6000, data_dir=tmp_path)  # the built-in data
     hp = T.default_hparams() | {"epochs": 2, "seeds": 1}
     run = T.train_one("fm", prepared, hp, tmp_path, progress="none")
     assert isinstance(run["net"], FM) and run["config"]["d_embed"] == 8
