@@ -7,7 +7,7 @@ The front door: what a user reaches for, importable from here.
 Where things live (one job per module; README "Layout" has the map):
 
 - `layers`: SENet, the bilinear interaction, embeddings, FM/FFM terms, MLP
-- `models`: FiBiNET, DeepFM, LogisticRegression, SeedEnsemble
+- `models`: FiBiNET, DeepFM, FM, LogisticRegression, SeedEnsemble
 - `data`: the Criteo reader, leak-free preprocessing, streaming, datasets
 - `synthetic`: Criteo-format data with a known click model (the built-in data)
 - `train`: the torchkeras trainer, evaluation, defaults, saving, the CLI
@@ -32,6 +32,7 @@ from .layers import (
 )
 from .metrics import log_loss, roc_auc
 from .models import (
+    FM,
     DeepFM,
     FiBiNET,
     LogisticRegression,
@@ -63,6 +64,7 @@ __all__ = [
     "CriteoFormatError",
     "CriteoPreprocessor",
     "DeepFM",
+    "FM",
     "FMInteraction",
     "FiBiNET",
     "LogisticRegression",

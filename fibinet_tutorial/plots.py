@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -97,34 +98,45 @@ def plot_parameter_counts(counts: pd.DataFrame, ax=None) -> Figure:
     return fig
 
 
+def _box(ax, x, y, w, h, text, color):
+    """A rounded box of w x h centred at (x, y), with text: architecture figures."""
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - w / 2, y - h / 2),
+            w,
+            h,
+            boxstyle="round,pad=0.08",
+            fc=color,
+            ec="black",
+            lw=0.8,
+        )
+    )
+    ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
+
+
+def _arrow(ax, x0, y0, x1, y1):
+    """An arrow from (x0, y0) to (x1, y1): architecture figures."""
+    ax.annotate(
+        "",
+        (x1, y1),
+        (x0, y0),
+        arrowprops=dict(arrowstyle="->", lw=0.9, color="black"),
+    )
+
+
+def _architecture_axes(ax, figsize, height: float):
+    """Frameless axes 10 wide and `height` tall for an architecture figure, and
+    the box and arrow drawers bound to them: (fig, ax, box, arrow)."""
+    fig, ax = _axes(ax, figsize=figsize)
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    return fig, ax, partial(_box, ax), partial(_arrow, ax)
+
+
 def draw_fibinet(ax=None) -> Figure:
     """The FiBiNET architecture as boxes and arrows, bottom (input) to top."""
-    fig, ax = _axes(ax, figsize=(8, 6.5))
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 10.6)
-    ax.axis("off")
-
-    def box(x, y, w, h, text, color):
-        ax.add_patch(
-            FancyBboxPatch(
-                (x - w / 2, y - h / 2),
-                w,
-                h,
-                boxstyle="round,pad=0.08",
-                fc=color,
-                ec="black",
-                lw=0.8,
-            )
-        )
-        ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
-
-    def arrow(x0, y0, x1, y1):
-        ax.annotate(
-            "",
-            (x1, y1),
-            (x0, y0),
-            arrowprops=dict(arrowstyle="->", lw=0.9, color="black"),
-        )
+    fig, ax, box, arrow = _architecture_axes(ax, (8, 6.5), 10.6)
 
     box(
         5,
@@ -157,6 +169,73 @@ def draw_fibinet(ax=None) -> Figure:
     ax.text(0.1, 6.0, "high/low fusion\n(wide + deep)", **idea)
     ax.text(9.3, 4.0, "dynamic\nadaptation", ha="left", va="center", **idea)
     ax.text(6.0, 6.45, "weight sharing", ha="center", **idea)
+    return fig
+
+
+def draw_deepfm(ax=None) -> Figure:
+    """The DeepFM architecture as boxes and arrows, bottom (input) to top.
+
+    The FM part (wide part + FM term) and the deep part (MLP) read one shared
+    embedding table; their outputs are summed into the logit.
+    """
+    fig, ax, box, arrow = _architecture_axes(ax, (8, 4.6), 7.0)
+    inputs = "fields: numeric x_num [B, 13], categorical x_cat [B, 26]"
+    box(5, 0.5, 8.6, 0.6, inputs, "#eeeeee")
+    box(1.5, 2.2, 2.4, 0.8, "wide part\n(first order) [B, 1]", "#ffe4c4")
+    box(6, 2.2, 5.4, 0.8, "embeddings E  [B, F, d]\none table, shared", "#cfe2f3")
+    fm_text = "FM term [B, 1]\nsum over pairs i < j\nof <e_i, e_j>"
+    box(4.3, 4.3, 3.0, 1.0, fm_text, "#fff2cc")
+    box(7.9, 4.3, 3.0, 1.0, "MLP on flatten(E)\n[B, F d] -> [B, 1]", "#f4cccc")
+    box(4.6, 6.3, 3.6, 0.6, "sum -> sigmoid -> p(click)", "#eeeeee")
+    edges = {  # (x0, y0, x1, y1) of each arrow
+        "fields -> wide part": (2.5, 0.8, 1.5, 1.8),
+        "fields -> embeddings": (6, 0.8, 6, 1.8),
+        "embeddings -> FM term": (5.0, 2.6, 4.3, 3.7),
+        "embeddings -> MLP": (7.0, 2.6, 7.9, 3.7),
+        "wide part -> sum": (1.5, 2.6, 3.4, 6.0),
+        "FM term -> sum": (4.3, 4.9, 4.5, 6.0),
+        "MLP -> sum": (7.9, 4.9, 5.8, 6.0),
+    }
+    for x0, y0, x1, y1 in edges.values():
+        arrow(x0, y0, x1, y1)
+    part = dict(fontsize=8, color="#a0522d", style="italic")
+    ax.text(0.2, 4.3, "FM part:\nwide part\n+ FM term", va="center", **part)
+    ax.text(9.5, 4.3, "deep\npart", va="center", **part)
+    return fig
+
+
+def plot_test_scores(table: pd.DataFrame) -> Figure:
+    """Test AUC and log loss per model (dots) against the oracle (dashed line).
+
+    table: one row per model and one named "oracle", with columns test_auc and
+    test_logloss (`train.comparison_table`). The axes are zoomed to the
+    scores, so they show dots, not bars that would start at an arbitrary value.
+    """
+    fig = Figure(figsize=(10, 0.45 * len(table) + 1.4), layout="constrained")
+    models = table.drop(index="oracle")
+    y = np.arange(len(models))
+    for ax, column, better in zip(
+        fig.subplots(1, 2), ("test_auc", "test_logloss"), ("higher", "lower")
+    ):
+        values = models[column].to_numpy(dtype=float)
+        oracle = float(table.loc["oracle", column])
+        ax.plot(values, y, "o", color="tab:blue")
+        for yk, v in zip(y, values):
+            ax.annotate(
+                f"{v:.4f}",
+                (v, yk),
+                xytext=(0, 6),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+            )
+        ax.axvline(oracle, color="black", ls="--", lw=1, label=f"oracle {oracle:.4f}")
+        low, high = min(values.min(), oracle), max(values.max(), oracle)
+        ax.set_xlim(low - 0.15 * (high - low), high + 0.15 * (high - low))
+        ax.set_ylim(len(models) - 0.4, -0.6)  # first model on top
+        ax.set_yticks(y, models.index)
+        ax.set_xlabel(f"{column.replace('_', ' ')} ({better} is better)")
+        ax.legend(fontsize=8, loc="lower right")
     return fig
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from fibinet_tutorial.models import (
+    FM,
     DeepFM,
     FiBiNET,
     LogisticRegression,
@@ -190,6 +191,7 @@ def test_models_with_only_one_kind_of_field(d_numerical, cats):
     for net in (
         FiBiNET(d_numerical, cats, 4, (8,), 0.1),
         DeepFM(d_numerical, cats, 4, (8,), 0.1),
+        FM(d_numerical, cats, 4),
         LogisticRegression(d_numerical, cats),
     ):
         out = net(x)
@@ -218,12 +220,54 @@ def test_deepfm_equals_its_three_parts():
     torch.testing.assert_close(net((x_num, x_cat)), want)
 
 
-@pytest.mark.parametrize("model", ["fibinet", "deepfm", "lr"])
+def test_fm_equals_its_parts():
+    torch.manual_seed(0)
+    net = FM(2, [3, 4], 4)
+    x_num, x_cat = _batch(2, [3, 4])
+    emb = net.embed(x_num, x_cat)  # [B, F, d]
+    pairs = sum((emb[:, i] * emb[:, j]).sum(-1) for i, j in combinations(range(4), 2))
+    want = net.linear(x_num, x_cat)[:, 0] + pairs
+    torch.testing.assert_close(net((x_num, x_cat)), want)
+    # DeepFM is FM plus an MLP over the same embeddings
+    deepfm = DeepFM(2, [3, 4], 4, (8,), 0.0).eval()
+    fm_part = {k: v for k, v in deepfm.state_dict().items() if k in net.state_dict()}
+    net.load_state_dict(fm_part)
+    mlp = deepfm.mlp(deepfm.embed(x_num, x_cat).flatten(1))[:, 0]
+    torch.testing.assert_close(deepfm((x_num, x_cat)), net((x_num, x_cat)) + mlp)
+
+
+@pytest.mark.parametrize("d_num,cats,d_embed", [(2, [3, 4], 4), (13, [10] * 26, 8)])
+def test_fm_parameter_count_is_n_times_d_plus_one_plus_two(d_num, cats, d_embed):
+    # a weight and a vector per feature, and the wide part's two biases
+    n_features = d_num + sum(cats)
+    net = FM(d_num, cats, d_embed)
+    assert count_parameters(net) == n_features * (d_embed + 1) + 2
+    lr = LogisticRegression(d_num, cats)
+    assert count_parameters(net) - count_parameters(lr) == n_features * d_embed
+
+
+def test_fm_saves_and_loads_through_the_registry(tmp_path):
+    from fibinet_tutorial import train as T
+
+    assert T.MODELS["fm"] is FM and T.MODEL_TITLES["fm"] == "FM"
+    config = {"model": "fm", "d_numerical": 2, "categories": [3, 4], "d_embed": 4}
+    torch.manual_seed(0)
+    net = T.build_model(config)
+    assert isinstance(net, FM) and net.cat_embedding.embedding.weight.shape[1] == 4
+    T.save_model(net, config, tmp_path / "fm.pt")
+    loaded, loaded_config = T.load_model(tmp_path / "fm.pt")
+    assert loaded_config == config
+    x = _batch(2, [3, 4])
+    torch.testing.assert_close(loaded(x), net(x))
+
+
+@pytest.mark.parametrize("model", ["fibinet", "deepfm", "fm", "lr"])
 def test_bad_inputs_raise_value_errors_naming_the_field(model):
     cats = [3, 5]
     net = {
         "fibinet": lambda: FiBiNET(2, cats, 4, (8,), 0.0),
         "deepfm": lambda: DeepFM(2, cats, 4, (8,), 0.0),
+        "fm": lambda: FM(2, cats, 4),
         "lr": lambda: LogisticRegression(2, cats),
     }[model]()
     x_num, x_cat = _batch(2, cats)
@@ -265,3 +309,16 @@ def test_non_embedding_parameters_leave_out_the_per_category_tables():
     net = FiBiNET(3, cats, d_embed=d, mlp_layers=(8,))
     tables = sum(cats) * d + sum(cats)  # embeddings + the wide part's weights
     assert count_non_embedding_parameters(net) == count_parameters(net) - tables
+
+
+@pytest.mark.slow
+def test_fm_trains_through_train_one_and_the_cli_takes_it(tmp_path):
+    from fibinet_tutorial import train as T
+    from fibinet_tutorial.train.cli import parse_args
+
+    assert parse_args(["--model", "fm", "lr"]).model == ["fm", "lr"]
+    prepared = T.prepare_data(rows=6000, data_dir=tmp_path)  # the built-in data
+    hp = T.default_hparams() | {"epochs": 2, "seeds": 1}
+    run = T.train_one("fm", prepared, hp, tmp_path, progress="none")
+    assert isinstance(run["net"], FM) and run["config"]["d_embed"] == 8
+    assert run["result"]["test_auc"] > 0.65  # chance is 0.5, the oracle ~0.8

@@ -15,10 +15,20 @@ import torch
 from torch import nn
 
 from ..data import CAT_COLS, NUM_COLS, CriteoPreprocessor
-from ..models import DeepFM, FiBiNET, LogisticRegression, SeedEnsemble
+from ..models import FM, DeepFM, FiBiNET, LogisticRegression, SeedEnsemble
 
-MODELS = {"fibinet": FiBiNET, "deepfm": DeepFM, "lr": LogisticRegression}
-MODEL_TITLES = {"fibinet": "FiBiNET", "deepfm": "DeepFM", "lr": "LogisticRegression"}
+MODELS = {
+    "fibinet": FiBiNET,
+    "deepfm": DeepFM,
+    "lr": LogisticRegression,
+    "fm": FM,
+}
+MODEL_TITLES = {
+    "fibinet": "FiBiNET",
+    "deepfm": "DeepFM",
+    "lr": "LogisticRegression",
+    "fm": "FM",
+}
 # The hyperparameters each model takes (the rest of a config is ignored).
 MODEL_PARAMS = {
     "fibinet": (
@@ -31,6 +41,7 @@ MODEL_PARAMS = {
     ),
     "deepfm": ("d_embed", "mlp_layers", "mlp_dropout"),
     "lr": (),
+    "fm": ("d_embed",),
 }
 
 
