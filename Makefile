@@ -11,6 +11,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 OUT ?= runs/default
 
 .PHONY: help setup run test unit notebooks-test notebooks lint bench bench-small bench-full bench-monitor clean
+.PHONY: gpu-check gpu-wheels colab-check
 
 help:
 	@echo "make run        set up, then train FiBiNET, DeepFM and LR on the built-in data"
@@ -20,6 +21,10 @@ help:
 	@echo "make bench-full data pipeline at full Criteo size -> benchmarks/FULL_DATA.md"
 	@echo "make bench-monitor early stopping on AUC vs log loss -> benchmarks/MONITOR.md"
 	@echo "make notebooks  re-execute every notebook from its .md source, keep outputs"
+	@echo "make gpu-check  on a CUDA machine, its own python3: CUDA tests, GPU"
+	@echo "                benchmarks, one epoch -> benchmarks/GPU.md (no setup)"
+	@echo "make gpu-wheels download the wheels gpu-check needs into .whl/"
+	@echo "make colab-check install a wheel of this repo as Colab would, run notebook 1"
 
 $(STAMP): requirements-lock.txt pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 9), "need Python >= 3.9"'
@@ -80,3 +85,23 @@ bench-full: setup
 
 clean:
 	rm -rf $(VENV) runs notebooks/runs .pytest_cache
+
+# On a machine with a CUDA GPU (<= 5 min): the CUDA tests, the layer and
+# training-step benchmarks on the GPU and one epoch of the default run ->
+# benchmarks/GPU.md. Uses that machine's own python3 and packages, no setup;
+# torchkeras comes from .whl/ if missing (`make gpu-wheels` where there is
+# network). Without a GPU it says so in one line and exits 0.
+GPU_PYTHON ?= python3
+GPU_PYTHON_VERSION ?= 3.12
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py
+
+gpu-wheels:
+	$(PYTHON) benchmarks/gpu_check.py --download-wheels $(GPU_PYTHON_VERSION)
+
+# Install a wheel of this repository the way a Colab notebook installs the
+# package (pyproject.toml's ranges, not the lock; torch 2.13.0 preinstalled, as
+# Colab ships torch) into a fresh venv, import it, run notebook 1 (~2 min;
+# .ci/run runs it after `make test`)
+colab-check:
+	$(PYTHON) tools/colab_check.py

@@ -244,7 +244,7 @@ def test_streamed_path_matches_in_memory(data_dir, tmp_path):
     b = json.loads(
         cli(*common, "--out", str(tmp_path / "b"), "--streamed").stdout.splitlines()[-1]
     )
-    assert (tmp_path / "b" / "arrays0" / "x_cat.npy").exists()
+    assert (tmp_path / "b" / "arrays" / "x_cat.npy").exists()
     assert abs(a["test_auc"] - b["test_auc"]) < 1e-4
     assert a["oracle_auc"] == b["oracle_auc"]
 
@@ -255,7 +255,8 @@ def test_streamed_path_matches_in_memory(data_dir, tmp_path):
     reason="no accelerate CLI",
 )
 @pytest.mark.slow
-def test_two_processes_with_accelerate_launch(data_dir, tmp_path):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_two_processes_with_accelerate_launch(data_dir, tmp_path, streamed):
     launcher = Path(sys.executable).parent / "accelerate"
     proc = subprocess.run(
         [
@@ -281,6 +282,7 @@ def test_two_processes_with_accelerate_launch(data_dir, tmp_path):
             "fibinet",
             "--threads",
             "1",
+            *(["--streamed"] if streamed else []),
         ],
         capture_output=True,
         text=True,
@@ -294,6 +296,9 @@ def test_two_processes_with_accelerate_launch(data_dir, tmp_path):
     assert summary["processes"] == 2
     assert summary["ranks_identical"] is True
     assert np.isfinite(summary["test_auc"])
+    # streamed: the main process preprocessed once, the other opened its arrays
+    arrays = sorted(p.name for p in tmp_path.glob("arrays*"))
+    assert arrays == (["arrays"] if streamed else [])
 
 
 def test_decay_groups_spare_senet_and_biases():

@@ -4,7 +4,8 @@ One module per job, in the order a pipeline uses them:
 
 1. `schema`: the format's columns, x_cat's reserved indices, `CriteoFormatError`.
 2. `reading`: ``read_criteo`` / ``iter_criteo`` / ``iter_tables``; bad input
-   raises ``CriteoFormatError`` naming file, line and column.
+   raises ``CriteoFormatError`` naming file, line and column; a file too big
+   for memory raises ``FileTooLargeError`` before it is read.
 3. `splitting`: seeded random train / validation / test splits by row number.
 4. `preprocessing`: ``CriteoPreprocessor`` fits on the training rows only, then
    turns any rows into ``x_num [N, 13] float32`` and ``x_cat [N, 26] int64``
@@ -25,7 +26,16 @@ from .preprocessing import (
     criteo2014,
     signed_log1p,
 )
-from .reading import BLOCK_BYTES, iter_criteo, iter_tables, read_criteo, to_frame
+from .reading import (
+    BLOCK_BYTES,
+    FileTooLargeError,
+    check_fits_in_memory,
+    fits_in_memory,
+    iter_criteo,
+    iter_tables,
+    read_criteo,
+    to_frame,
+)
 from .schema import (
     CAT_COLS,
     COLUMNS,
@@ -36,6 +46,8 @@ from .schema import (
     NUM_RESERVED,
     OOV_INDEX,
     CriteoFormatError,
+    cli_hints,
+    option,
 )
 from .splitting import SPLITS, row_uniform, split_codes, train_val_test_split
 from .streaming import CriteoArrays, load_arrays, preprocess_to_arrays
@@ -57,13 +69,18 @@ __all__ = [
     "CriteoArrays",
     "CriteoFormatError",
     "CriteoPreprocessor",
+    "FileTooLargeError",
     "category_codes",
+    "check_fits_in_memory",
+    "cli_hints",
     "collate_batched",
     "criteo2014",
+    "fits_in_memory",
     "iter_criteo",
     "iter_tables",
     "load_arrays",
     "make_loader",
+    "option",
     "preprocess_to_arrays",
     "read_criteo",
     "row_uniform",

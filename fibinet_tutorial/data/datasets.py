@@ -55,6 +55,14 @@ class CTRDataset(torch.utils.data.Dataset):
         y = df[LABEL].to_numpy(np.float32) if LABEL in df else None
         return cls(x_num, x_cat, y)
 
+    def label_counts(self) -> tuple[int, int] | None:
+        """(rows labelled 0, rows labelled 1), or None without labels."""
+        if self.y is None:
+            return None
+        idx = np.arange(len(self)) if self.rows is None else self.rows
+        positives = int(_gather(self.y, idx, torch.float32).sum())
+        return len(self) - positives, positives
+
     def __len__(self) -> int:
         return len(self.x_num) if self.rows is None else len(self.rows)
 
@@ -91,6 +99,7 @@ def make_loader(
     shuffle: bool,
     seed: int = 0,
     drop_last: bool | None = None,
+    pin_memory: bool | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader that fetches each batch with one ``__getitems__`` call.
 
@@ -101,9 +110,14 @@ def make_loader(
     row would stop BatchNorm ("Expected more than 1 value per channel"), and a
     few rows would skew its running statistics. The rows dropped differ from
     epoch to epoch. Unshuffled (evaluation) loaders keep every row.
+    pin_memory=None (the default) pins each batch in page-locked memory when
+    a CUDA GPU is visible, so its copy to the GPU can run without blocking
+    (the trainer asks accelerate for non-blocking copies).
     """
     if drop_last is None:
         drop_last = shuffle and len(dataset) >= batch_size
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
     gen = torch.Generator().manual_seed(seed) if shuffle else None
     return torch.utils.data.DataLoader(
         dataset,
@@ -112,4 +126,5 @@ def make_loader(
         generator=gen,
         drop_last=drop_last,
         collate_fn=collate_batched,
+        pin_memory=pin_memory,
     )

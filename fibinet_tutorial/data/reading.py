@@ -4,12 +4,16 @@ line and column of any bad field.
 ``read_criteo`` returns a DataFrame; ``iter_criteo`` the same in chunks;
 ``iter_tables`` the underlying pyarrow tables, block by block, for the
 streaming path. Plain or gzip text, LF or CRLF, and lines whose empty tail
-fields were stripped are all read.
+fields were stripped are all read. A header line or a comma-separated file is
+recognised and named as such. Before ``read_criteo`` reads a file into
+memory it compares what that will take with the memory available
+(``check_fits_in_memory``).
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +23,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .schema import CAT_COLS, COLUMNS, FEATURES, LABEL, NUM_COLS, CriteoFormatError
+from ..fast.machine import memory_available
+from .schema import (
+    CAT_COLS,
+    COLUMNS,
+    FEATURES,
+    LABEL,
+    NUM_COLS,
+    CriteoFormatError,
+    option,
+)
 
 # Criteo-sized reading: ~64 MiB of text per block (~270k rows) keeps memory flat.
 BLOCK_BYTES = 64 << 20
@@ -221,6 +234,29 @@ def _empty_table(labelled: bool) -> pa.Table:
     return pa.table({n: pa.array([], t) for n, t in zip(names, types)})
 
 
+_EXPECTED = "expected Criteo's tab-separated format (label, I1..I13, C1..C26)"
+
+
+def _looks_like(first: bytes) -> str | None:
+    """What line 1 looks like when it is plainly not Criteo's text: a header
+    line and/or comma-separated values; None when it may be Criteo's."""
+    tabs = first.count(b"\t") + 1
+    commas = first.count(b",") + 1
+    sep = b"," if commas > tabs and commas >= 39 else b"\t"
+    fields = [f.strip().strip(b'"') for f in first.split(sep)][:14]
+    # label and I1..I13 are integers (or empty) in every data line
+    header = sum(bool(f) for f in fields) * 2 >= len(fields) and not any(
+        _INT_RE.fullmatch(f) for f in fields
+    )
+    if sep == b",":
+        what = "like a header and comma-separated" if header else "comma-separated"
+        return f"line 1 looks {what} ({commas} comma-separated fields); {_EXPECTED}"
+    if header:
+        shown = ", ".join(f.decode("utf-8", "replace") for f in fields[:3])
+        return f"line 1 looks like a header ({shown}, ...); {_EXPECTED}, no header"
+    return None
+
+
 def _detect_labelled(block, path) -> bool:
     """40 fields on the first line: labelled; 39: the unlabelled test file. A first
     line with stripped tail fields is judged by the widest of the first lines."""
@@ -228,16 +264,20 @@ def _detect_labelled(block, path) -> bool:
     first = bytes(block[: end if end >= 0 else len(block)]).rstrip(b"\r")
     if not first:
         raise CriteoFormatError(path, 1, None, "empty line, expected 40 fields")
+    not_criteo = _looks_like(first)
+    if not_criteo:
+        raise CriteoFormatError(path, 1, None, not_criteo)
     got = first.count(b"\t") + 1
     width = got if got >= 39 else _count_fields(block)
     if width >= 39:
         return width >= 40  # wider lines fail later, at their own line number
+    labelled = option("labelled=True/False", "--labelled yes/no")
     raise CriteoFormatError(
         path,
         1,
         None,
         f"expected 40 tab-separated fields (39 in the unlabelled test file), got "
-        f"{got}; pass labelled=True/False if empty tail fields were stripped",
+        f"{got}; pass {labelled} if empty tail fields were stripped",
     )
 
 
@@ -279,6 +319,92 @@ def iter_criteo(
 
 
 def read_criteo(path, nrows: int | None = None, labelled: bool | None = None):
-    """Read a Criteo file (plain or .gz, LF or CRLF) into a DataFrame (see to_frame)."""
+    """Read a Criteo file (plain or .gz, LF or CRLF) into a DataFrame (see to_frame).
+
+    Raises `FileTooLargeError` first when the file (or its first nrows lines)
+    would not fit in the memory available (`check_fits_in_memory`).
+    """
+    check_fits_in_memory(path, nrows)
     tables = list(iter_tables(path, nrows, labelled))
     return to_frame(pa.concat_tables(tables))
+
+
+# Reading text into a DataFrame and preprocessing it in memory (`read_criteo`,
+# then `CriteoPreprocessor` and `CTRDataset`, as `train.prepare_data` does)
+# took 8.4 and 7.3 bytes of memory per byte of text at its peak on 250k and 1M
+# rows of built-in data (a fresh process's peak resident memory over what it
+# held after its imports; tests/test_machine.py measures 250k rows on every
+# `make test`); 10 leaves room for real files whose strings vary more.
+IN_MEMORY_BYTES_PER_TEXT_BYTE = 10
+# Use at most this share of the memory available; the rest stays free for
+# the model, the optimizer and everything else on the machine.
+MEMORY_SAFE_FRACTION = 0.7
+
+
+class FileTooLargeError(ValueError):
+    """A file that would not fit in the memory available if read whole."""
+
+
+def _head_text(path, want: int = 1 << 20) -> tuple[bytes, int]:
+    """(first ~`want` bytes of text, compressed bytes they took; equal for
+    plain text): what estimates a gzip file's text size and line length."""
+    with open(path, "rb") as f:
+        raw = f.read(want)
+        if raw[:2] != b"\x1f\x8b":
+            return raw, len(raw)
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            text = inflate.decompress(raw, want)
+        except zlib.error:
+            return raw, len(raw)  # not really gzip: the reader will say so
+        left = len(inflate.unconsumed_tail) + len(inflate.unused_data)
+        return text, len(raw) - left
+
+
+def text_bytes(path, nrows: int | None = None) -> int:
+    """About how many bytes of text reading `path` (its first nrows lines)
+    parses: the file's size; for gzip its text, estimated from the
+    compression ratio of its first MiB; with nrows, that many lines at the
+    mean length of the first ones."""
+    size = Path(path).stat().st_size
+    head, used = _head_text(path)
+    total = size if used == len(head) else int(size * len(head) / max(used, 1))
+    lines = head.count(b"\n")
+    if nrows is not None and lines:
+        total = min(total, int(nrows * len(head) / lines))
+    return total
+
+
+def in_memory_bytes(path, nrows: int | None = None) -> int:
+    """Peak memory estimated for reading and preprocessing a file in memory."""
+    return text_bytes(path, nrows) * IN_MEMORY_BYTES_PER_TEXT_BYTE
+
+
+def fits_in_memory(path, nrows: int | None = None, processes: int = 1) -> bool:
+    """Whether `processes` processes can each read the file in memory within
+    the safe share of the memory available (True where it cannot be told)."""
+    available = memory_available()
+    if available is None or not Path(path).is_file():
+        return True
+    need = in_memory_bytes(path, nrows) * processes
+    return need <= MEMORY_SAFE_FRACTION * available
+
+
+def check_fits_in_memory(path, nrows: int | None = None, processes: int = 1):
+    """Raise a one-line `FileTooLargeError` naming the streamed path when the
+    file would not fit in memory (see `fits_in_memory`)."""
+    if fits_in_memory(path, nrows, processes):
+        return
+    gib = 2**30
+    streamed = option(
+        "train.prepare_data(..., streamed_dir=DIR) or data.preprocess_to_arrays",
+        "--streamed",
+    )
+    rows = option("nrows=N", "--rows N")
+    raise FileTooLargeError(
+        f"{path}: {text_bytes(path, nrows) / gib:.1f} GiB of text needs about "
+        f"{in_memory_bytes(path, nrows) * processes / gib:.0f} GiB in memory, "
+        f"more than {MEMORY_SAFE_FRACTION:.0%} of the "
+        f"{memory_available() / gib:.1f} GiB available; preprocess it in "
+        f"bounded memory ({streamed}) or read fewer rows ({rows})"
+    )

@@ -9,6 +9,8 @@ unlabelled ``test.txt`` has no label column (39 fields).
 
 from __future__ import annotations
 
+import contextlib
+
 LABEL = "label"
 NUM_COLS = [f"I{i}" for i in range(1, 14)]
 CAT_COLS = [f"C{i}" for i in range(1, 27)]
@@ -31,3 +33,24 @@ class CriteoFormatError(ValueError):
         if column is not None:
             where.append(f"column {column}")
         super().__init__(f"{', '.join(where)}: {reason}")
+
+
+# Hints in error messages name what the reader can change: the command line's
+# flags while it runs (`cli_hints`), the Python arguments otherwise.
+_HINTS = {"cli": False}
+
+
+def option(python: str, cli: str) -> str:
+    """How a hint names an option: `cli` (a flag) while the command line runs,
+    else `python` (an argument)."""
+    return cli if _HINTS["cli"] else python
+
+
+@contextlib.contextmanager
+def cli_hints():
+    """Inside, hints name the command line's flags (`option`)."""
+    before, _HINTS["cli"] = _HINTS["cli"], True
+    try:
+        yield
+    finally:
+        _HINTS["cli"] = before

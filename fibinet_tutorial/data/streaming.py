@@ -190,6 +190,7 @@ def preprocess_to_arrays(
     nrows: int | None = None,
     preprocessor: CriteoPreprocessor | None = None,
     block_bytes: int = BLOCK_BYTES,
+    labelled: bool | None = None,
 ) -> CriteoArrays:
     """Preprocess a Criteo file of any length in bounded memory.
 
@@ -205,7 +206,9 @@ def preprocess_to_arrays(
     room for both meanwhile). Memory ~ one block + 16 bytes per distinct
     training value counted (`make bench-full` measures time and peak memory
     at Criteo's size: benchmarks/FULL_DATA.md). Pass a fitted
-    ``preprocessor`` to skip the fitting (e.g. for a test file).
+    ``preprocessor`` to skip the fitting (e.g. for a test file; with
+    ``val_frac=test_frac=0`` every row is in ``dataset("all")``). labelled: as
+    in ``read_criteo`` (None: detected).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -225,7 +228,7 @@ def preprocess_to_arrays(
         files["x_cat"] = _RowFile(out / "x_cat.npy", np.int32, 26)
         files["split"] = _RowFile(out / "split.npy", np.uint8, None)
         with ThreadPoolExecutor(2) as pool:
-            tables = iter_tables(path, nrows, block_bytes=block_bytes)
+            tables = iter_tables(path, nrows, labelled, block_bytes)
             for table in _prefetched(tables):
                 labelled = LABEL in table.column_names
                 if labelled and "y" not in files:

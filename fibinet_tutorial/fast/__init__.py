@@ -21,22 +21,29 @@ What each piece buys, and why the model uses it:
 - `cpu`: process-wide CPU settings: reuse of freed memory (`keep_freed_memory`),
   2 MB pages for the bilinear output (`advise_huge_pages`), denormals flushed
   to zero (`flush_denormals`), Intel AMX detection for bf16 (`has_amx`), and
-  Adam's fused kernel (`make_adam`).
+  Adam's fused kernel (`make_adam`); `training_settings` applies the ones
+  training depends on while it runs (the trainer calls it).
+- `machine`: what the machine gives a process: physical cores, a container's
+  CPU quota, `default_threads`, `memory_available`.
 - `autocast`: how the hand-written functions behave under bf16 autocast.
 
 On other devices (CUDA) the blocks fall back to PyTorch's own ops and the CPU
-settings are not applied; the bilinear kernel runs on any device.
+settings are not applied, by design (tests/test_devices.py); the bilinear
+kernel runs on any device.
 """
 
 from .bilinear_kernel import bilinear_interaction, bilinear_pairs, row_offsets
 from .blocks import Dropout, Linear, lookup
 from .cpu import (
     advise_huge_pages,
+    denormals_flushed,
     flush_denormals,
     has_amx,
     keep_freed_memory,
     make_adam,
+    training_settings,
 )
+from .machine import default_threads, memory_available
 
 __all__ = [
     "Dropout",
@@ -44,10 +51,14 @@ __all__ = [
     "advise_huge_pages",
     "bilinear_interaction",
     "bilinear_pairs",
+    "default_threads",
+    "denormals_flushed",
     "flush_denormals",
     "has_amx",
     "keep_freed_memory",
     "lookup",
     "make_adam",
+    "memory_available",
     "row_offsets",
+    "training_settings",
 ]

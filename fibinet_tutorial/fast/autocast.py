@@ -7,16 +7,27 @@ its backward runs in the dtypes it was written for.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
 
 
 def autocast_dtype(device: str) -> torch.dtype | None:
-    """The dtype autocast is running in on this device type, or None if off."""
+    """The dtype autocast is running in on this device type, or None if off
+    (or if autocast does not exist there, e.g. on the "meta" device)."""
+    if not torch.amp.is_autocast_available(device):
+        return None
     if not torch.is_autocast_enabled(device):
         return None
     return torch.get_autocast_dtype(device)
+
+
+def autocast_off(device: str):
+    """A region without autocast on this device type (any device type)."""
+    if not torch.amp.is_autocast_available(device):
+        return contextlib.nullcontext()
+    return torch.autocast(device, enabled=False)
 
 
 def without_autocast(backward):
@@ -25,7 +36,7 @@ def without_autocast(backward):
 
     @functools.wraps(backward)
     def run(ctx, grad_out):
-        with torch.autocast(grad_out.device.type, enabled=False):
+        with autocast_off(grad_out.device.type):
             return backward(ctx, grad_out)
 
     return run

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from .autocast import autocast_dtype, without_autocast
+from .autocast import autocast_dtype, autocast_off, without_autocast
 from .cpu import advise_huge_pages
 
 
@@ -194,7 +194,7 @@ def bilinear_pairs(e: torch.Tensor, weight: torch.Tensor, bilinear_type: str):
         return fn.apply(e, weight, e.dtype)
     # mixed precision: the output comes in autocast's dtype (the MLP reads it),
     # while the backward and the weight gradients stay float32
-    with torch.autocast(device, enabled=False):
+    with autocast_off(device):
         return fn.apply(e.float(), weight.float(), out_dtype)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .autocast import autocast_dtype, without_autocast
+from .autocast import autocast_dtype, autocast_off, without_autocast
 
 
 class _RowLookup(torch.autograd.Function):
@@ -104,7 +104,7 @@ class Linear(nn.Linear):
         if dtype is not None:  # cast as autocast casts nn.Linear
             x, weight = x.to(dtype), weight.to(dtype)
             bias = None if bias is None else bias.to(dtype)
-        with torch.autocast(device, enabled=False):
+        with autocast_off(device):
             return _LinearOnColumns.apply(x.t(), weight, bias)
 
 

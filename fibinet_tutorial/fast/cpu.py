@@ -1,13 +1,25 @@
-"""CPU settings that make training faster (see the package docstring, `fast`)."""
+"""CPU settings that make training faster (see the package docstring, `fast`).
+
+`training_settings` applies the ones training depends on, for the duration of
+training; the trainer (`train.CTRKerasModel.fit`, `train.train_one`) uses it,
+so a notebook, the command line and a user's own script train at one speed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import sys
 
 import torch
+
+from .machine import default_threads
+
+# torch's thread count when this package was imported: while a process still
+# has it, nobody chose one, and training uses `machine.default_threads()`.
+_STARTUP_THREADS = torch.get_num_threads()
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _MADV_HUGEPAGE, _HUGE_PAGE = 14, 2 << 20
@@ -45,8 +57,10 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
     whether the advice was given.
     """
     madvise = _madvise()
+    if madvise is None or t.device.type != "cpu":  # a CPU-only trick by design
+        return False
     nbytes = t.untyped_storage().nbytes()
-    if madvise is None or t.device.type != "cpu" or nbytes < 2 * _HUGE_PAGE:
+    if nbytes < 2 * _HUGE_PAGE:
         return False
     start = -(-t.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
     end = (t.data_ptr() + nbytes) // _HUGE_PAGE * _HUGE_PAGE
@@ -80,6 +94,46 @@ def flush_denormals() -> bool:
     where unsupported.
     """
     return torch.set_flush_denormal(True)
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread's CPU arithmetic flushes denormals to zero now
+    (torch has no getter: a denormal times one comes out zero when it does)."""
+    return (torch.tensor([1e-40]) * 1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def training_settings(device_type: str = "cpu", threads: int | None = None):
+    """The process-wide settings training depends on, while training runs.
+
+    threads: torch's intra-op threads for the duration (the CPU also gathers
+    every batch on a GPU); None keeps a number someone already chose with
+    `torch.set_num_threads` and otherwise uses `machine.default_threads()`.
+    The previous number is restored afterwards.
+    On a CPU device also: denormals flushed to zero (`flush_denormals`; the
+    previous mode is restored afterwards) and freed memory kept for reuse
+    (`keep_freed_memory`; glibc's settings cannot be read back, so this one
+    stays for the rest of the process). On other devices those two CPU
+    tricks do nothing for the model's arithmetic and are left alone.
+    """
+    before = torch.get_num_threads()
+    if threads is None and before == _STARTUP_THREADS:
+        threads = default_threads()
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(int(threads))
+    flushed = None
+    if device_type == "cpu":
+        keep_freed_memory()
+        flushed = denormals_flushed()
+        flush_denormals()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if flushed is False:
+            torch.set_flush_denormal(False)
 
 
 def has_amx() -> bool:

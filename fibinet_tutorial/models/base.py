@@ -4,7 +4,11 @@ the embeddings.
 Every model takes `x = (x_num, x_cat)` with x_num: [B, n_num] float and
 x_cat: [B, n_cat] long (0-based index within each field; None or [B, 0] when a
 model has no such fields) and returns logits [B]. Bad input raises a
-ValueError that names the field.
+ValueError that names the field. Shapes and dtypes are checked on every call;
+category indices are checked on the CPU, and on other devices (a GPU) in
+evaluation only: reading a GPU's verdict back makes the CPU wait for the GPU,
+once per training step (`train.CTRKerasModel.fit` checks the first training
+rows on the CPU instead).
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ class CTRModel(nn.Module):
         )
         if x_num is not None and x_cat is not None and len(x_num) != len(x_cat):
             raise ValueError(f"x_num has {len(x_num)} rows but x_cat has {len(x_cat)}")
-        if x_cat is not None:
+        if x_cat is not None and (x_cat.device.type == "cpu" or not self.training):
             bad = (x_cat < 0) | (x_cat >= self._cat_limits)
             if bad.any():
                 row, col = (int(v) for v in bad.nonzero()[0])

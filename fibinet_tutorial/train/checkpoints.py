@@ -90,17 +90,20 @@ def save_model(net: nn.Module, config: dict, path) -> None:
     """Weights to `path` (.pt) and the config beside it (.json)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), path)
+    # CPU tensors: the file loads on any machine, with or without a GPU
+    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, path)
     path.with_suffix(".json").write_text(json.dumps(config, indent=1))
 
 
-def load_model(path) -> tuple[nn.Module, dict]:
-    """Rebuild a model saved by `save_model`; weights load with weights_only=True."""
+def load_model(path, device="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model saved by `save_model` on `device` (e.g. "cuda", or the
+    device of the model it is compared with); weights load with
+    weights_only=True."""
     path = Path(path)
     config = json.loads(path.with_suffix(".json").read_text())
     net = build_model(config)
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return net.eval(), config
+    return net.to(device).eval(), config
 
 
 def load_trained(out_dir, model: str = "fibinet"):

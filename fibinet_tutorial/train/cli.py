@@ -4,20 +4,21 @@
     python -m fibinet_tutorial.train --data train.txt --model fibinet
     accelerate launch --multi_gpu --num_processes 2 -m fibinet_tutorial.train ...
 
-The last line of output is one JSON object (also written to OUT/metrics.json);
-errors end with one line `error: ...` and exit status 2.
+The last line of output is one strict JSON object (no NaN: an undefined
+metric is null; also written to OUT/metrics.json); errors end with one line
+`error: ...` and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import torch
 
-from ..data import NUMERIC_TRANSFORMS
+from ..data import NUMERIC_TRANSFORMS, cli_hints
+from ..fast import default_threads
 from .checkpoints import MODELS
 from .hparams import MONITORS, PRECISIONS, default_hparams
 from .job import run
@@ -62,8 +63,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--streamed",
         action="store_true",
-        help="preprocess in bounded "
-        "memory into memory-mapped arrays (for the full Criteo file)",
+        help="preprocess in bounded memory into memory-mapped arrays (for the "
+        "full Criteo file); without it, a file that would not fit in the memory "
+        "available (about 10 bytes per byte of text, within 70%% of what the "
+        "machine or container has free) is streamed anyway, with a note",
+    )
+    p.add_argument(
+        "--labelled",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="whether the files have a label column (40 fields a line) or not "
+        "(39); auto: from the widest of the first lines. Say yes or no when "
+        "empty tail fields were stripped from those lines",
     )
     p.add_argument(
         "--bilinear-type",
@@ -142,7 +153,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="train this many copies from consecutive seeds and average them; "
         "default: 5 below 6,000 training rows, else 1 (LR: 1)",
     )
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads(),
+        help="CPU threads per process; default (%(default)s here): "
+        "OMP_NUM_THREADS if set, else the physical cores within the container's "
+        "CPU quota, divided among the processes of an `accelerate launch`",
+    )
     p.add_argument("--progress", choices=["bar", "epoch", "none"], default="bar")
     p.add_argument("--traceback", action="store_true", help="show errors in full")
     return p.parse_args(argv)
@@ -163,7 +181,8 @@ def _int_list(text: str) -> list[int]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        summary = run(args)
+        with cli_hints():  # hints in error messages name flags, not arguments
+            summary = run(args)
     except (ValueError, OSError, RuntimeError) as e:
         if args.traceback:
             raise
@@ -175,5 +194,5 @@ def main(argv=None) -> int:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     if summary is not None:
-        print(json.dumps(summary))
+        print(json.dumps(summary, allow_nan=False))
     return 0

@@ -1,7 +1,8 @@
 """Evaluation: probabilities, exact AUC and log loss, SENet's weights, tables.
 
 Everything here runs the model in eval mode and float32, one large unshuffled
-batch at a time (`eval_loader`).
+batch at a time (`eval_loader`), on whatever device the model is on: each
+batch is copied there, the probabilities come back to the CPU.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def predict_proba(net: nn.Module, loader) -> np.ndarray:
     out = []
     for batch in loader:
         features, _ = _features(batch)
-        features = tuple(t.to(device) for t in features)
+        features = tuple(t.to(device, non_blocking=True) for t in features)
         out.append(torch.sigmoid(net(features)).double().cpu())
     return torch.cat(out).numpy()
 
@@ -66,7 +67,9 @@ def mean_field_importance(net: nn.Module, loader) -> pd.Series:
     total, n = 0.0, 0
     for batch in loader:
         features, _ = _features(batch)
-        w = net.field_importance(tuple(t.to(device) for t in features))
+        w = net.field_importance(
+            tuple(t.to(device, non_blocking=True) for t in features)
+        )
         total = total + w.sum(0).double().cpu()
         n += len(w)
     return pd.Series((total / n).numpy(), index=net.field_names, name="senet_weight")

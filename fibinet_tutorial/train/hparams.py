@@ -83,10 +83,21 @@ def auto_seeds(n_train: int, model: str = "fibinet") -> int:
     return 1 if model == "lr" or n_train >= 6_000 else 5
 
 
-def auto_precision() -> str:
-    """bf16 where its matrix products are fast (CUDA GPUs, CPUs with AMX)."""
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
+def auto_precision(device: str | None = None) -> str:
+    """bf16 where the hardware multiplies bf16 matrices natively, else float32.
+
+    CUDA: compute capability 8.0 or newer (A100, RTX 30xx, H100, ...). Older
+    GPUs (T4, V100: 7.x) only emulate bf16, although recent PyTorch's
+    `torch.cuda.is_bf16_supported()` says yes there, and run it slower than
+    float32; they train in float32 (fp16 with loss scaling was not measured
+    here). CPU: Intel AMX (`fast.has_amx`). device: "cuda" or "cpu"; None
+    means the device training will use (CUDA when available).
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        return "bf16" if major >= 8 else "float32"
     return "bf16" if has_amx() else "float32"
 
 

@@ -8,6 +8,7 @@ the command line (`train.cli`) calls.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ import pandas as pd
 import torch
 
 from .. import data as D
-from ..fast import flush_denormals, keep_freed_memory
+from ..data.schema import option
+from ..fast import training_settings
 from ..models import SeedEnsemble
 from .checkpoints import build_model, model_config, save_model
 from .evaluation import (
@@ -25,7 +27,7 @@ from .evaluation import (
     summarize,
 )
 from .hparams import default_hparams, resolve_hparams
-from .trainer import CTRKerasModel, weights_digest
+from .trainer import CTRKerasModel, training_device, weights_digest
 
 
 def prepare_data(
@@ -39,12 +41,19 @@ def prepare_data(
     min_count: int = 10,
     numeric: str = "log1p",
     streamed_dir=None,
+    open_streamed: bool = False,
+    labelled: bool | None = None,
 ) -> dict:
     """Read, split (seeded, at random) and preprocess; fit on training rows only.
 
     data=None uses the built-in synthetic data (written once to data_dir).
     With `test`, that file is the test set and `data` splits into train/val.
-    streamed_dir: preprocess in bounded memory into memory-mapped arrays there.
+    streamed_dir: preprocess in bounded memory into memory-mapped arrays there
+    (a `test` file too, into streamed_dir/test); without it, a file too big
+    for memory raises `data.FileTooLargeError` before it is read.
+    open_streamed: open the arrays that another process has just written to
+    streamed_dir instead of preprocessing again (the other processes of an
+    `accelerate launch`). labelled: as in `data.read_criteo` (None: detected).
     Returns datasets ds_train/ds_val/ds_test, the preprocessor, and for the
     built-in data the generator (`truth`) and the oracle's test metrics.
     """
@@ -60,35 +69,63 @@ def prepare_data(
         val_frac, test_frac = val_frac / (1 - test_frac), 0.0
     out = {"data": str(data), "truth": truth}
     if streamed_dir is not None:
-        arrays = D.preprocess_to_arrays(
-            data,
-            streamed_dir,
-            min_count=min_count,
-            numeric=numeric,
-            val_frac=val_frac,
-            test_frac=test_frac,
-            split_seed=seed,
-            nrows=rows,
-        )
+        streamed = Path(streamed_dir)
+        if open_streamed:
+            arrays = D.load_arrays(streamed)
+        else:
+            arrays = D.preprocess_to_arrays(
+                data,
+                streamed,
+                min_count=min_count,
+                numeric=numeric,
+                val_frac=val_frac,
+                test_frac=test_frac,
+                split_seed=seed,
+                nrows=rows,
+                labelled=labelled,
+            )
         pre = arrays.preprocessor
         out.update({f"ds_{p}": arrays.dataset(p) for p in ("train", "val", "test")})
         df = D.read_criteo(data, nrows=rows) if truth is not None else None
         split = np.asarray(arrays.split)
+        if test is not None:
+            if open_streamed:
+                tested = D.load_arrays(streamed / "test")
+            else:  # the whole file, with the training rows' preprocessor
+                tested = D.preprocess_to_arrays(
+                    test,
+                    streamed / "test",
+                    val_frac=0.0,
+                    test_frac=0.0,
+                    preprocessor=pre,
+                    labelled=labelled,
+                )
+            out["ds_test"] = tested.dataset("all")
     else:
-        df = D.read_criteo(data, nrows=rows)
+        df = D.read_criteo(data, nrows=rows, labelled=labelled)
         split = D.split_codes(0, len(df), val_frac, test_frac, seed)
         pre = D.CriteoPreprocessor(min_count=min_count, numeric=numeric)
         pre.fit(df[split == 0])
         for k, part in enumerate(("train", "val", "test")):
             out[f"ds_{part}"] = D.CTRDataset.from_frame(df[split == k], pre)
-    if test is not None:
-        out["ds_test"] = D.CTRDataset.from_frame(D.read_criteo(test), pre)
+        if test is not None:
+            df_test = D.read_criteo(test, labelled=labelled)
+            out["ds_test"] = D.CTRDataset.from_frame(df_test, pre)
     out["preprocessor"] = pre
+    if out["ds_train"].y is None:
+        raise ValueError(
+            f"{data}: no label column (39 fields a line, Criteo's unlabelled "
+            "test format); training needs labelled rows (40 fields)"
+        )
+    fracs = (
+        option("val_frac=", "--val-frac ") + f"{val_frac:g}",
+        option("test_frac=", "--test-frac ") + f"{test_frac:g}",
+    )
     for part in ("train", "val", "test"):
         if len(out[f"ds_{part}"]) == 0:
             raise ValueError(
                 f"{data}: the {part} split is empty; the file needs more rows "
-                f"(val_frac={val_frac:g}, test_frac={test_frac:g})"
+                f"({', '.join(fracs)})"
             )
     if truth is not None:
         out["oracle"] = {
@@ -106,6 +143,7 @@ def train_one(
     seed: int = 0,
     progress: str = "bar",
     callbacks=(),
+    threads: int | None = None,
 ) -> dict:
     """Train one model with CTRKerasModel and evaluate it on val and test.
 
@@ -113,7 +151,15 @@ def train_one(
     copies train from seeds seed, seed+1, ... and the result is their
     SeedEnsemble; the history then has one block of epochs per copy (column
     "member"). callbacks: extra torchkeras callbacks for every copy's `fit`.
+    Training and evaluation run under `fast.training_settings` (threads: None
+    keeps a number set with `torch.set_num_threads`, else
+    `fast.default_threads()`), as `CTRKerasModel.fit` does.
     """
+    with training_settings(training_device(), threads):
+        return _train_one(name, prepared, hparams, out_dir, seed, progress, callbacks)
+
+
+def _train_one(name, prepared, hparams, out_dir, seed, progress, callbacks) -> dict:
     config = model_config(name, prepared["preprocessor"], hparams)
     hp = resolve_hparams(hparams, len(prepared["ds_train"]), name)
     members = hp["seeds"]
@@ -172,11 +218,18 @@ def run(args) -> dict | None:
     from .. import plots
 
     out_dir = Path(args.out)
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()
-    flush_denormals()
     state = PartialState(cpu=not torch.cuda.is_available())
-    with state.main_process_first():  # the main process writes the built-in data
+    too_large = None if args.streamed else _too_large_for_memory(args, state)
+    streamed = args.streamed or too_large is not None
+    if too_large is not None and state.is_main_process:
+        print(
+            f"note: {too_large}: preprocessing it streamed into "
+            f"{out_dir / 'arrays'} instead, as --streamed does",
+            flush=True,
+        )
+    # the main process writes the built-in data or the streamed arrays first;
+    # the others then read the same files
+    with state.main_process_first():
         prepared = prepare_data(
             args.data,
             args.test,
@@ -187,15 +240,22 @@ def run(args) -> dict | None:
             seed=args.seed,
             min_count=args.min_count,
             numeric=args.numeric,
-            streamed_dir=out_dir / f"arrays{state.process_index}"
-            if args.streamed
-            else None,
+            streamed_dir=out_dir / "arrays" if streamed else None,
+            open_streamed=not state.is_main_process,
+            labelled={"auto": None, "yes": True, "no": False}[args.labelled],
         )
+    _warn_one_class_test(prepared["ds_test"], state)
     hparams = {k: getattr(args, k) for k in default_hparams()}
     trained = {}
     for name in args.model:
         trained[name] = train_one(
-            name, prepared, hparams, out_dir, args.seed, args.progress
+            name,
+            prepared,
+            hparams,
+            out_dir,
+            args.seed,
+            args.progress,
+            threads=args.threads,
         )
     first = trained[args.model[0]]
     acc = first["model"].accelerator
@@ -240,5 +300,50 @@ def run(args) -> dict | None:
     plots.save_run_figures(histories, out_dir, weights, strengths)
     print()
     print(comparison_table(rows).to_string(float_format=lambda v: f"{v:.4f}"))
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
+    summary = strict_json(summary)
+    (out_dir / "metrics.json").write_text(
+        json.dumps(summary, indent=1, allow_nan=False)
+    )
     return summary
+
+
+def _too_large_for_memory(args, state) -> str | None:
+    """Why the files of this run would not fit in memory, read by every
+    process, or None if they fit. The main process decides for all (memory
+    available moves between two readings)."""
+    reason = None
+    for path, rows in ((args.data, args.rows), (args.test, None)):
+        try:
+            if path is not None and reason is None:
+                D.check_fits_in_memory(path, rows, state.num_processes)
+        except D.FileTooLargeError as e:
+            reason = str(e).split("; ")[0]
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        reason = broadcast_object_list([reason])[0]
+    return reason
+
+
+def _warn_one_class_test(ds_test, state) -> None:
+    counts = ds_test.label_counts()
+    if counts is not None and not all(counts) and state.is_main_process:
+        label = 0 if counts[0] else 1
+        print(
+            f"warning: all {len(ds_test):,} test rows have label {label}: "
+            "the test AUC is undefined (null in the JSON)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def strict_json(obj):
+    """obj with every NaN or infinite float replaced by None (JSON's null), so
+    `json.dumps(..., allow_nan=False)` succeeds: strict parsers reject NaN."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj

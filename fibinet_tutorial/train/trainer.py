@@ -2,8 +2,9 @@
 
 `CTRKerasModel` trains any model here with BCE on logits, early stopping on
 exact validation metrics, optional bf16 autocast (`autocast_training`,
-`auto_precision`) and weight decay where it helps (`decay_groups`).
-Evaluation lives in `train.evaluation`, the defaults in `train.hparams`.
+`auto_precision`) and weight decay where it helps (`decay_groups`), on one
+CPU, one GPU or several processes (`accelerate launch`). Evaluation lives in
+`train.evaluation`, the defaults in `train.hparams`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..fast import make_adam
+from ..data.schema import option
+from ..fast import make_adam, training_settings
 from ..metrics import AUC, AUCMinusLogLoss, BCEWithLogits, LogLoss
 from .hparams import MONITORS, auto_precision, default_hparams
 
@@ -124,14 +126,59 @@ def decay_groups(
     return [{"params": ps, "weight_decay": wd} for ps, wd in groups if ps]
 
 
+def training_device() -> str:
+    """Where `CTRKerasModel.fit` trains: "cuda" when a GPU is visible, else "cpu"
+    (accelerate's own rule; each process of a launch takes its own GPU)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check_labels(loader, part: str) -> None:
+    """One clear line before training when a split's labels are all one class:
+    training learns nothing from one class, and a validation AUC needs both."""
+    label_counts = getattr(getattr(loader, "dataset", None), "label_counts", None)
+    counts = label_counts() if label_counts is not None else None
+    if counts is None or (counts[0] and counts[1]):
+        return
+    negatives, positives = counts
+    label, n = (0, negatives) if negatives else (1, positives)
+    more = option("val_frac=", "--val-frac") if part == "validation" else ""
+    raise ValueError(
+        f"all {n:,} {part} rows have label {label}: a click model needs clicks "
+        "(1) and non-clicks (0) in its training and validation rows"
+        + (f"; use more rows or a larger {more}" if more else "")
+    )
+
+
+def _check_first_rows(net: nn.Module, loader, rows: int = 1024) -> None:
+    """Check the first training rows against the model on the CPU.
+
+    On a GPU the model checks its input's index ranges only in evaluation
+    (a check on every training step would wait for the GPU each time), so a
+    bad index would otherwise surface as CUDA's own device-side assert.
+    """
+    check = getattr(net, "check_inputs", None)
+    dataset = getattr(loader, "dataset", None)
+    if check is None or not hasattr(dataset, "__getitems__") or not len(dataset):
+        return
+    batch = dataset.__getitems__(list(range(min(rows, len(dataset)))))
+    has_labels = len(batch) == 2 and isinstance(batch[0], (tuple, list))
+    check(batch[0] if has_labels else batch)
+
+
 class CTRKerasModel(torchkeras.KerasModel):
     """torchkeras.KerasModel for CTR: BCE on logits, exact AUC and log loss.
 
-    Two changes to make it work on several processes (`accelerate launch`):
-    the loss and metrics are plain callables, not nn.Modules, so accelerate
-    wraps only the network in DistributedDataParallel (DDP on CPU refuses
-    modules without parameters); and after `fit` every process, not only the
-    main one, holds the best checkpoint's weights.
+    Each training step is torchkeras's: forward, BCE loss, backward, gradients
+    clipped to a total norm of 1.0 (`accelerator.clip_grad_norm_(..., 1.0)` in
+    torchkeras's StepRunner, every step), Adam step.
+
+    Changes to make it work on several processes (`accelerate launch`): the
+    loss and metrics are plain callables, not nn.Modules, so accelerate wraps
+    only the network in DistributedDataParallel (DDP on CPU refuses modules
+    without parameters); and after `fit` every process, not only the main
+    one, holds the best checkpoint's weights, on the device it trained on.
+    On a GPU, batches are copied from pinned memory without blocking
+    (`data.make_loader` pins them; accelerate copies them non-blocking).
     """
 
     def __init__(
@@ -151,6 +198,15 @@ class CTRKerasModel(torchkeras.KerasModel):
             "auc_minus_logloss": AUCMinusLogLoss(),
         }
 
+    def __setattr__(self, name, value):
+        # torchkeras builds its Accelerator inside fit and prepares the loaders
+        # right after; ask it for non-blocking host-to-device copies first
+        # (they overlap with the GPU's work when the loader pins its batches)
+        config = getattr(value, "dataloader_config", None)
+        if name == "accelerator" and config is not None:
+            config.non_blocking = True
+        super().__setattr__(name, value)
+
     def fit(
         self,
         train_data,
@@ -162,6 +218,7 @@ class CTRKerasModel(torchkeras.KerasModel):
         progress: str = "bar",
         precision: str = "float32",
         callbacks=None,
+        threads: int | None = None,
         **kwargs,
     ) -> pd.DataFrame:
         """Train with early stopping; returns the history, one row per epoch.
@@ -173,10 +230,20 @@ class CTRKerasModel(torchkeras.KerasModel):
         epoch, for notebooks) or "none". precision: "float32", "bf16" (training
         steps under autocast, see `autocast_training`) or "auto" (bf16 where
         it is fast: `auto_precision`). callbacks: torchkeras callbacks, called
-        after the one that logs each epoch.
+        after the one that logs each epoch. threads: CPU threads while
+        training (None: a number already set with `torch.set_num_threads`,
+        else `fast.default_threads()`).
+
+        Training applies the process-wide CPU settings it depends on itself
+        (`fast.training_settings`: threads, and on a CPU denormals flushed and
+        freed memory kept), so it runs at one speed from a notebook, the
+        command line or a script; afterwards the thread count and denormal
+        mode are restored. Raises a ValueError before training when the
+        training or validation rows are all of one class.
         """
+        device = "cpu" if kwargs.get("cpu") else training_device()
         if precision == "auto":
-            precision = auto_precision()
+            precision = auto_precision(device)
         if monitor is None:
             monitor = default_hparams()["monitor"]
         if monitor not in MONITORS:
@@ -189,12 +256,19 @@ class CTRKerasModel(torchkeras.KerasModel):
         log = _EpochLog(sys.stdout if progress == "epoch" else None)
         if progress != "bar":
             self.EpochRunner = _QuietEpochRunner
+        _check_labels(train_data, "training")
+        _check_labels(val_data, "validation")
+        if device != "cpu":
+            _check_first_rows(self.net, train_data)
         # On a machine without a GPU, accelerate runs several processes only
         # when told cpu=True (then it uses gloo); with one process it is harmless.
-        kwargs.setdefault("cpu", not torch.cuda.is_available())
+        kwargs.setdefault("cpu", device == "cpu")
         Path(ckpt_path).parent.mkdir(parents=True, exist_ok=True)
-        quiet = contextlib.redirect_stdout(io.StringIO()) if progress != "bar" else None
-        with quiet or contextlib.nullcontext(), autocast_training(self.net, precision):
+        with contextlib.ExitStack() as scope:
+            if progress != "bar":
+                scope.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            scope.enter_context(training_settings(device, threads))
+            scope.enter_context(autocast_training(self.net, precision))
             super().fit(
                 train_data,
                 val_data,
@@ -210,8 +284,11 @@ class CTRKerasModel(torchkeras.KerasModel):
         acc = self.accelerator
         acc.wait_for_everyone()  # the main process has written the best weights
         if not acc.is_local_main_process:
-            self.net = acc.unwrap_model(self.net).cpu()
+            self.net = acc.unwrap_model(self.net)
             self.load_ckpt(str(ckpt_path))
+        # torchkeras hands the main process's model back on the CPU; keep every
+        # process's on the device it trained on, where evaluation is fast too
+        self.net.to(acc.device)
         history = pd.DataFrame(self.history)
         if len(log.seconds) == len(history):
             history["seconds"] = log.seconds
