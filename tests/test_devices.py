@@ -27,7 +27,13 @@ from fibinet_tutorial.layers import (
     NumEmbedding,
     SENetAttention,
 )
-from fibinet_tutorial.models import DeepFM, FiBiNET, LogisticRegression, SeedEnsemble
+from fibinet_tutorial.models import (
+    FM,
+    DeepFM,
+    FiBiNET,
+    LogisticRegression,
+    SeedEnsemble,
+)
 from fibinet_tutorial.synthetic import SyntheticCriteo
 
 DEVICES = [
@@ -187,6 +193,7 @@ def _models():
         ),
         "fibinet_loop": FiBiNET(3, CATEGORIES, fast=False, **common),
         "deepfm": DeepFM(3, CATEGORIES, **common),
+        "fm": FM(3, CATEGORIES, d_embed=4),
         "lr": LogisticRegression(3, CATEGORIES),
         "ensemble": SeedEnsemble([LogisticRegression(3, CATEGORIES) for _ in range(2)]),
     }
