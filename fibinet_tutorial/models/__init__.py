@@ -1,8 +1,9 @@
-"""FiBiNET and the models it is compared with, one module each.
+"""FiBiNET, FiBiNet++ and the models they are compared with, one module each.
 
 - `base`: `CTRModel`, what every model shares (input checks, wide part,
   embeddings), `count_parameters` and `count_non_embedding_parameters`
 - `fibinet`: `FiBiNET`
+- `fibinetpp`: `FiBiNETPlusPlus` (FiBiNet++) and the authors' `AUTHORS_PRESET`
 - `baselines`: `LogisticRegression`, `DeepFM`
 - `ensemble`: `SeedEnsemble`, copies from several seeds averaged
 
@@ -14,11 +15,14 @@ from .base import CTRModel, count_non_embedding_parameters, count_parameters
 from .baselines import DeepFM, LogisticRegression
 from .ensemble import SeedEnsemble
 from .fibinet import FiBiNET
+from .fibinetpp import AUTHORS_PRESET, FiBiNETPlusPlus
 
 __all__ = [
+    "AUTHORS_PRESET",
     "CTRModel",
     "DeepFM",
     "FiBiNET",
+    "FiBiNETPlusPlus",
     "LogisticRegression",
     "SeedEnsemble",
     "count_non_embedding_parameters",
