@@ -23,6 +23,9 @@ What each piece buys, and why the model uses it:
   to zero (`flush_denormals`), Intel AMX detection for bf16 (`has_amx`), and
   Adam's fused kernel (`make_adam`).
 - `autocast`: how the hand-written functions behave under bf16 autocast.
+- `columns`: FiBiNet++'s embedding norms and SENet+ on a batch-innermost
+  layout, [F, d, B], with a hand-written LayerNorm backward: PyTorch's kernels
+  are slow on FiBiNet++'s rows of d = 8 numbers.
 
 On other devices (CUDA) the blocks fall back to PyTorch's own ops and the CPU
 settings are not applied; the bilinear kernel runs on any device.
@@ -30,6 +33,11 @@ settings are not applied; the bilinear kernel runs on any device.
 
 from .bilinear_kernel import bilinear_interaction, bilinear_pairs, row_offsets
 from .blocks import Dropout, Linear, lookup
+from .columns import (
+    batch_norm_columns,
+    layer_norm_columns,
+    senet_plus_columns,
+)
 from .cpu import (
     advise_huge_pages,
     flush_denormals,
@@ -42,12 +50,15 @@ __all__ = [
     "Dropout",
     "Linear",
     "advise_huge_pages",
+    "batch_norm_columns",
     "bilinear_interaction",
     "bilinear_pairs",
     "flush_denormals",
     "has_amx",
     "keep_freed_memory",
+    "layer_norm_columns",
     "lookup",
     "make_adam",
     "row_offsets",
+    "senet_plus_columns",
 ]
