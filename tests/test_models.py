@@ -11,6 +11,7 @@ from torch import nn
 from fibinet_tutorial.models import (
     DeepFM,
     FiBiNET,
+    FiBiNETPlusPlus,
     LogisticRegression,
     count_parameters,
 )
@@ -218,11 +219,12 @@ def test_deepfm_equals_its_three_parts():
     torch.testing.assert_close(net((x_num, x_cat)), want)
 
 
-@pytest.mark.parametrize("model", ["fibinet", "deepfm", "lr"])
+@pytest.mark.parametrize("model", ["fibinet", "fibinetpp", "deepfm", "lr"])
 def test_bad_inputs_raise_value_errors_naming_the_field(model):
     cats = [3, 5]
     net = {
         "fibinet": lambda: FiBiNET(2, cats, 4, (8,), 0.0),
+        "fibinetpp": lambda: FiBiNETPlusPlus(2, cats, 4, (8,), 0.0),
         "deepfm": lambda: DeepFM(2, cats, 4, (8,), 0.0),
         "lr": lambda: LogisticRegression(2, cats),
     }[model]()

@@ -57,7 +57,13 @@ def layer_norm_columns(x, weight, bias, eps: float) -> torch.Tensor:
 
 def batch_norm_columns(x, norm: torch.nn.BatchNorm1d) -> torch.Tensor:
     """`FieldBatchNorm` on columns: per embedding dimension over fields and
-    batch, which `batch_norm` on [N, C, L] = [F, d, B] computes natively."""
+    batch, which `batch_norm` on [N, C, L] = [F, d, B] computes natively.
+    Updates the running statistics as the module's own forward does."""
+    momentum = norm.momentum
+    if norm.training and norm.track_running_stats:
+        norm.num_batches_tracked.add_(1)
+        if momentum is None:  # a cumulative average, as nn.BatchNorm1d keeps it
+            momentum = 1.0 / float(norm.num_batches_tracked)
     use_batch = norm.training or not norm.track_running_stats
     return torch.nn.functional.batch_norm(
         x,
@@ -66,7 +72,7 @@ def batch_norm_columns(x, norm: torch.nn.BatchNorm1d) -> torch.Tensor:
         norm.weight,
         norm.bias,
         use_batch,
-        norm.momentum,
+        momentum or 0.0,
         norm.eps,
     )
 

@@ -194,8 +194,9 @@ class FiBiNETPlusPlus(CTRModel):
         se_emb = self.senet(emb)
         if self.bilinear_se is None:  # Bilinear+ on E; SENet+ output as it is
             return torch.cat([self.bilinear(emb), se_emb.flatten(1)], dim=1)
-        return bilinear_both_branches(emb, se_emb, self.bilinear, self.bilinear_se)\
-            .flatten(1)
+        return bilinear_both_branches(
+            emb, se_emb, self.bilinear, self.bilinear_se
+        ).flatten(1)
 
     def field_importance(self, x) -> torch.Tensor:
         """SENet+'s bit-wise weights a for every sample: [B, F, d].
