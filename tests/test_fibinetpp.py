@@ -374,3 +374,23 @@ def test_cli_trains_saves_and_reloads_fibinetpp(tmp_path):
     rows = __import__("fibinet_tutorial").SyntheticCriteo().sample(20, start=10**6)
     p = train.score(net, pre, rows)
     assert p.shape == (20,) and ((p > 0) & (p < 1)).all()
+
+
+def test_small_file_rules_for_fibinetpp():
+    """The measured decision (benchmarks/FIBINETPP.md, "Small files"): the seed
+    ensemble applies to FiBiNet++, FiBiNET's MLP decay rule does not."""
+    for n in (2_700, 5_999, 200_000):
+        h = train.resolve_hparams(train.default_hparams(), n, "fibinetpp")
+        assert h["mlp_weight_decay"] == 0.0
+        assert h["seeds"] == train.auto_seeds(n, "fibinet")
+    assert train.auto_mlp_weight_decay(2_700, "fibinet") > 0.1
+
+
+def test_authors_preset_beside_ours():
+    from fibinet_tutorial.models import AUTHORS_PRESET
+
+    table = train.authors_preset_table()
+    assert list(table.index) == list(AUTHORS_PRESET)
+    assert table.loc["d_embed", "ours"] == train.default_hparams()["d_embed"]
+    assert table.loc["projection_dim", "same"]
+    assert not table.loc["mlp_batchnorm", "same"]  # our MLP has BatchNorm

@@ -48,7 +48,13 @@ def default_hparams() -> dict:
     }
 
 
-def auto_mlp_weight_decay(n_train: int) -> float:
+# Models trained without the MLP decay rule: FiBiNet++'s MLP reads 50 + F*d
+# numbers (362 on Criteo), and on small built-in files the rule did not help
+# it (`make bench-fibinetpp`, benchmarks/FIBINETPP.md, "Small files").
+NO_MLP_DECAY_RULE = ("fibinetpp",)
+
+
+def auto_mlp_weight_decay(n_train: int, model: str = "fibinet") -> float:
     """Weight decay for the MLP's weights: strong on small files, ~0 on large ones.
 
     FiBiNET's MLP reads F(F-1)d inputs (11,856 on Criteo's 39 fields): on a few
@@ -58,8 +64,10 @@ def auto_mlp_weight_decay(n_train: int) -> float:
     Below 6,000 rows the defaults also average several seeds (`auto_seeds`).
     At 200k training rows it is 5e-5, too small to matter; a fixed 0.1 there
     would hold a large model back, which is why it fades with the square of
-    the size.
+    the size. 0 for the models in `NO_MLP_DECAY_RULE` (FiBiNet++).
     """
+    if model in NO_MLP_DECAY_RULE:
+        return 0.0
     return 0.1 * (4_500 / max(n_train, 1)) ** 2
 
 
@@ -69,7 +77,8 @@ def auto_seeds(n_train: int, model: str = "fibinet") -> int:
 
     On a few thousand rows one FiBiNET's test AUC moves a lot with its seed
     alone; `make bench-small` compares one seed with five against LR
-    (benchmarks/SMALL_FILES.md). Five runs on such a file take seconds.
+    (benchmarks/SMALL_FILES.md; for FiBiNet++, whose single runs vary as much,
+    `make bench-fibinetpp`). Five runs on such a file take seconds.
     Logistic regression has no such variance and trains once.
     """
     return 1 if model == "lr" or n_train >= 6_000 else 5
@@ -89,7 +98,7 @@ def resolve_hparams(hparams: dict, n_train: int, model: str = "fibinet") -> dict
     if h.get("batch_size") is None:
         h["batch_size"] = auto_batch_size(n_train)
     if h.get("mlp_weight_decay") is None:
-        h["mlp_weight_decay"] = auto_mlp_weight_decay(n_train)
+        h["mlp_weight_decay"] = auto_mlp_weight_decay(n_train, model)
     if h.get("precision", "auto") == "auto":
         h["precision"] = auto_precision()
     if h.get("seeds") is None:
@@ -100,3 +109,40 @@ def resolve_hparams(hparams: dict, n_train: int, model: str = "fibinet") -> dict
 def auto_batch_size(n_train: int, largest: int = 2048, min_steps: int = 32) -> int:
     """2048, or smaller so that a small file still gives min_steps steps an epoch."""
     return int(max(32, min(largest, n_train // min_steps)))
+
+
+def authors_preset_table():
+    """FiBiNet++ as its authors ran it (`models.AUTHORS_PRESET`, from their
+    `run.py`) beside what this package uses: a DataFrame, one row per setting.
+
+    "ours" comes from `default_hparams()` and `FiBiNETPlusPlus`'s own
+    defaults; None there means chosen by the training set's size ("auto"),
+    or for init_std the package's usual embedding initialisation.
+    """
+    import inspect
+
+    import pandas as pd
+    from torch import nn
+
+    from ..layers import MLP
+    from ..models import AUTHORS_PRESET, FiBiNETPlusPlus
+
+    ours = {
+        name: p.default
+        for name, p in inspect.signature(FiBiNETPlusPlus).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    ours |= default_hparams()
+    mlp = MLP(2, [2], 0.0)  # does our MLP carry BatchNorm?
+    ours["mlp_batchnorm"] = any(isinstance(m, nn.BatchNorm1d) for m in mlp.modules())
+    rows = {
+        k: {"ours": ours.get(k), "authors' ++ run": v}
+        for k, v in AUTHORS_PRESET.items()
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["same"] = [
+        list(a) == list(b) if isinstance(a, (list, tuple)) else a == b
+        for a, b in zip(table["ours"], table["authors' ++ run"])
+    ]
+    table["ours"] = table["ours"].map(lambda v: "auto" if v is None else v)
+    return table
