@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from datetime import date
 from pathlib import Path
 
 import torch
-from small_files import compare  # benchmarks/small_files.py, beside this file
+from bench_layers import cpu_name  # the scripts beside this one
+from small_files import compare
 
 from fibinet_tutorial import train
 from fibinet_tutorial.fast import flush_denormals, keep_freed_memory
@@ -159,16 +159,6 @@ def page(report: dict) -> str:
             f"oracle: {auc - oracle['test_auc']:+.4f}.",
         ]
     return "\n".join(lines) + "\n"
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main():

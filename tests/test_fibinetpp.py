@@ -134,23 +134,18 @@ def test_senet_plus_columns_equals_the_layer():
     )
 
 
-def test_layer_norm_columns_equals_the_layers():
-    norm = _randomise(NumLayerNorm(3, 4))
-    x = torch.randn(6, 3, 4)
+@pytest.mark.parametrize(
+    "norm",
+    [NumLayerNorm(3, 4), torch.nn.LayerNorm(4, eps=1e-6)],  # per field; SENet+'s [d]
+    ids=["per-field", "shared"],
+)
+def test_layer_norm_columns_equals_the_layers(norm):
+    norm = _randomise(norm.double())
     params = list(norm.parameters())
     _assert_same(
         lambda t: _to_columns(norm(t)),
         lambda t: layer_norm_columns(_to_columns(t), norm.weight, norm.bias, 1e-6),
-        x,
-        params,
-        params,
-    )
-    shared = _randomise(torch.nn.LayerNorm(4, eps=1e-6))  # SENet+'s: [d]
-    params = list(shared.parameters())
-    _assert_same(
-        lambda t: _to_columns(shared(t)),
-        lambda t: layer_norm_columns(_to_columns(t), shared.weight, shared.bias, 1e-6),
-        x,
+        torch.randn(6, 3, 4),
         params,
         params,
     )
