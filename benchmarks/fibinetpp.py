@@ -211,8 +211,8 @@ def main():
             f"{', '.join(f'{n:,}' for n in args.small)} rows (three samples "
             "each, 90/10 train/validation), every model scored on the same "
             "50,000 held-out rows (`benchmarks/small_files.py`); columns: "
-            "LR, FiBiNet++ with its defaults, one seed, FiBiNET's two rules, "
-            "and FiBiNET's seeds without the MLP decay.",
+            "LR; FiBiNet++ with the defaults (FiBiNET's two rules); one seed "
+            "(the MLP decay kept); the defaults' seeds without the MLP decay.",
             "",
         ]
         report["small_files"] = compare("fibinetpp", args.small, small.append)

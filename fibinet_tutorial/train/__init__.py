@@ -38,7 +38,6 @@ from .evaluation import (
 )
 from .hparams import (
     MONITORS,
-    NO_MLP_DECAY_RULE,
     PRECISIONS,
     authors_preset_table,
     auto_batch_size,
@@ -61,7 +60,6 @@ __all__ = [
     "MONITORS",
     "MODEL_PARAMS",
     "MODEL_TITLES",
-    "NO_MLP_DECAY_RULE",
     "PRECISIONS",
     "CTRKerasModel",
     "auto_batch_size",
