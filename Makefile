@@ -66,7 +66,7 @@ bench-small: setup
 	cat benchmarks/SMALL_FILES.md
 
 # From FiBiNET to FiBiNet++ one change at a time (6 rows x 3 seeds on 150,000
-# built-in rows), and FiBiNET's small-file rules tried on FiBiNet++ (~20 min);
+# built-in rows), and FiBiNET's small-file rules tried on FiBiNet++ (~13 min);
 # notebook 5 reads benchmarks/fibinetpp.json
 bench-fibinetpp: setup
 	$(PY) benchmarks/fibinetpp.py --rows 150000 > benchmarks/.fibinetpp.md
