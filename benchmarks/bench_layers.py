@@ -1,9 +1,17 @@
-"""Speed of the fast bilinear layer and of a full FiBiNET training step.
+"""Speed of the fast bilinear layer and of full training steps (FiBiNET,
+FiBiNet++, DeepFM).
 
 Everything is timed side by side in this one process, interleaved round by
 round, and reported as medians and ratios, so a busy machine slows both sides
 of a ratio alike. Prints a markdown report; `make bench` saves it to
 benchmarks/RESULTS.md.
+
+    python benchmarks/bench_layers.py                      # CPU, 2 threads
+    python benchmarks/bench_layers.py --device cuda --rounds 5
+
+On CUDA the CPU-only parts (glibc's allocator, the `fast.blocks` rows, which
+fall back to PyTorch's own ops there) are skipped, and the device is
+synchronised around every timed call.
 """
 
 from __future__ import annotations
@@ -28,11 +36,24 @@ from fibinet_tutorial.fast import (
     make_adam,
 )
 from fibinet_tutorial.layers import BilinearInteraction, BilinearInteractionLoop
-from fibinet_tutorial.models import DeepFM, FiBiNET
+from fibinet_tutorial.metrics import BCEWithLogits
+from fibinet_tutorial.models import (
+    DeepFM,
+    FiBiNET,
+    FiBiNETPlusPlus,
+    count_non_embedding_parameters,
+)
 
 BATCH, N_NUM, N_CAT, D_EMBED = 2048, 13, 26, 8
 NUM_FIELDS = N_NUM + N_CAT
 TYPES = ("field_all", "field_each", "field_interaction")
+DEVICE = torch.device("cpu")  # main() sets it from --device
+
+
+def synchronize():
+    """Wait for the device to finish: CUDA runs asynchronously."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 class Timings(dict):
@@ -67,8 +88,10 @@ def interleaved_medians(fns: dict, rounds: int) -> Timings:
     times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            synchronize()
             start = time.perf_counter()
             fn()
+            synchronize()
             times[name].append(1000 * (time.perf_counter() - start))
     return Timings(times)
 
@@ -108,17 +131,17 @@ def bench_bilinear(rounds: int) -> list[str]:
     ]
     for bilinear_type in TYPES:
         torch.manual_seed(0)
-        fast = BilinearInteraction(NUM_FIELDS, D_EMBED, bilinear_type)
+        fast = BilinearInteraction(NUM_FIELDS, D_EMBED, bilinear_type).to(DEVICE)
         loop = BilinearInteractionLoop(NUM_FIELDS, D_EMBED, bilinear_type)
         loop.weight = fast.weight
-        fuxi = FuxiCTRStyleBilinear(fast)
-        x = torch.randn(BATCH, NUM_FIELDS, D_EMBED, requires_grad=True)
+        fuxi = FuxiCTRStyleBilinear(fast).to(DEVICE)
+        x = torch.randn(BATCH, NUM_FIELDS, D_EMBED, device=DEVICE, requires_grad=True)
         with torch.no_grad():
             out_fast = fast(x)
         # A gradient arrives in the layout of the tensor it belongs to (nn.Linear,
         # elementwise ops and flatten all keep it); randn_like does the same.
         grad_fast = torch.randn_like(out_fast)
-        grad_rows = torch.randn(out_fast.shape)  # row-major: needs a transpose
+        grad_rows = torch.randn(out_fast.shape, device=DEVICE)  # row-major
         ms = interleaved_medians(
             {
                 "loop": forward_backward(loop, x, grad_rows),
@@ -137,28 +160,44 @@ def bench_bilinear(rounds: int) -> list[str]:
 
 
 def train_step(net: nn.Module, x, y, precision: str = "float32"):
-    """One closure doing forward, backward and an Adam step (as CTRKerasModel)."""
-    optimizer = make_adam(net.parameters(), lr=1e-3)
-    loss_fn = nn.BCEWithLogitsLoss()
+    """One closure doing what `train.CTRKerasModel` does each training step:
+    forward (under autocast for bf16), the trainer's loss (BCE on logits),
+    backward, gradients clipped to norm 1.0 (torchkeras's StepRunner does it
+    every step), the trainer's Adam (`fast.make_adam`, fused where it can be)
+    with its weight-decay groups (`train.decay_groups`, the defaults' decays),
+    and zeroed gradients. Left out: torchkeras's per-step bookkeeping (the
+    loss and metrics copied to Python)."""
+    hp = train.default_hparams()
+    mlp_decay = train.auto_mlp_weight_decay(200_000)  # the built-in data's
+    groups = train.decay_groups(net, hp["weight_decay"], mlp_decay)
+    optimizer = make_adam(groups, lr=hp["lr"])
+    loss_fn = BCEWithLogits()
 
     def step():
-        optimizer.zero_grad(set_to_none=True)
         with train.autocast_training(net, precision):
             loss = loss_fn(net(x), y)
         loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
+        optimizer.zero_grad()
 
     return step
 
 
-def bench_train_step(rounds: int) -> list[str]:
-    torch.manual_seed(0)
-    cats = list(CRITEO_CARDINALITIES)
+def criteo_batch(seed: int = 0):
+    """A batch at Criteo's sizes: (x_num, x_cat), y on DEVICE."""
+    torch.manual_seed(seed)
     x = (
         torch.randn(BATCH, N_NUM),
-        torch.stack([torch.randint(0, c, (BATCH,)) for c in cats], dim=1),
+        torch.stack([torch.randint(0, c, (BATCH,)) for c in CRITEO_CARDINALITIES], 1),
     )
     y = torch.randint(0, 2, (BATCH,)).float()
+    return tuple(t.to(DEVICE) for t in x), y.to(DEVICE)
+
+
+def bench_train_step(rounds: int) -> list[str]:
+    cats = list(CRITEO_CARDINALITIES)
+    x, y = criteo_batch()
     seed_config = dict(
         d_embed=D_EMBED,
         mlp_layers=(128, 64, 32),
@@ -166,13 +205,13 @@ def bench_train_step(rounds: int) -> list[str]:
         bilinear_type="field_all",
         shared_bilinear=True,
     )
-    fast = FiBiNET(N_NUM, cats, fast=True, **seed_config)
-    fast_bf16 = FiBiNET(N_NUM, cats, fast=True, **seed_config)
-    loop = FiBiNET(N_NUM, cats, fast=False, **seed_config)
-    deepfm = DeepFM(N_NUM, cats, D_EMBED, (128, 64, 32), 0.25)
+    fast = FiBiNET(N_NUM, cats, fast=True, **seed_config).to(DEVICE)
+    fast_bf16 = FiBiNET(N_NUM, cats, fast=True, **seed_config).to(DEVICE)
+    loop = FiBiNET(N_NUM, cats, fast=False, **seed_config).to(DEVICE)
+    deepfm = DeepFM(N_NUM, cats, D_EMBED, (128, 64, 32), 0.25).to(DEVICE)
     d_in = NUM_FIELDS * (NUM_FIELDS - 1) * D_EMBED
-    first_layer = nn.Linear(d_in, 128)
-    x_first = torch.randn(BATCH, d_in, requires_grad=True)  # needs its gradient too
+    first_layer = nn.Linear(d_in, 128).to(DEVICE)
+    x_first = torch.randn(BATCH, d_in, device=DEVICE, requires_grad=True)
     ms = interleaved_medians(
         {
             "fast": train_step(fast, x, y),
@@ -183,9 +222,12 @@ def bench_train_step(rounds: int) -> list[str]:
         },
         rounds,
     )
-    amx = "this CPU has AMX" if has_amx() else "no AMX here: emulated"
+    if DEVICE.type == "cuda":
+        amx = torch.cuda.get_device_name()
+    else:
+        amx = "this CPU has AMX" if has_amx() else "no AMX here: emulated"
     return [
-        "| step (forward + backward + Adam) | ms | vs fast FiBiNET (float32) |",
+        "| step (forward + backward + clip + Adam) | ms | vs fast FiBiNET (float32) |",
         "|---|---:|---:|",
         f"| FiBiNET, fast bilinear | {ms['fast']:.0f} | 1.00x |",
         f"| FiBiNET, fast bilinear, bf16 autocast ({amx}) | {ms['bf16']:.0f} | "
@@ -196,6 +238,90 @@ def bench_train_step(rounds: int) -> list[str]:
         f"| first MLP layer alone ({d_in:,} -> 128, fwd + bwd) | {ms['floor']:.0f} | "
         f"{ms.spread('fast', 'floor')} less time |",
     ]
+
+
+class RowLayoutFiBiNETPlusPlus(FiBiNETPlusPlus):
+    """FiBiNet++ with its norms and SENet+ run as the layers read, on
+    [B, F, d], without `fast.columns` (Bilinear+ batched, as in the model)."""
+
+    def forward(self, x):
+        x_num, x_cat = self.check_inputs(x)
+        return self.mlp(self.deep_input(self.embed(x_num, x_cat))).squeeze(-1)
+
+
+STEP_SIZES = {  # column title -> (d_embed, MLP): ours, then the authors' "++" run
+    "d=8, MLP 128-64-32": (8, (128, 64, 32)),
+    "d=10, MLP 400-400-400 (the authors')": (10, (400, 400, 400)),
+}
+
+
+def bench_fibinetpp_step(rounds: int) -> list[str]:
+    """FiBiNet++ vs FiBiNET vs DeepFM: float32 training steps side by side."""
+    cats = list(CRITEO_CARDINALITIES)
+    x, y = criteo_batch()
+    hp = train.default_hparams()
+    shared = {"mlp_dropout": hp["mlp_dropout"]}
+    fib = {k: hp[k] for k in ("reduction_ratio", "bilinear_type", "shared_bilinear")}
+    columns, params, verdicts = {}, {}, []
+    for title, (d, mlp) in STEP_SIZES.items():
+        torch.manual_seed(0)
+        nets = {
+            "deepfm": DeepFM(N_NUM, cats, d, mlp, **shared),
+            "fibinetpp": FiBiNETPlusPlus(N_NUM, cats, d, mlp, **shared),
+            "fibinet": FiBiNET(N_NUM, cats, d, mlp, **shared, **fib),
+        }
+        if d == D_EMBED:  # what fast.columns buys
+            nets["rows"] = RowLayoutFiBiNETPlusPlus(N_NUM, cats, d, mlp, **shared)
+        fns = {k: train_step(net.to(DEVICE), x, y) for k, net in nets.items()}
+        columns[title] = interleaved_medians(fns, rounds)
+        params[title] = [
+            count_non_embedding_parameters(nets[k]) for k in ("fibinet", "fibinetpp")
+        ]
+        del nets, fns
+        ratio = columns[title].ratio("fibinetpp", "deepfm")
+        verdicts.append(
+            f"{title}: FiBiNet++ / DeepFM = {ratio:.2f}x (bar <= 2x: "
+            f"{'met' if ratio <= 2 else 'missed'}; goal <= 1.3x: "
+            f"{'met' if ratio <= 1.3 else 'missed'})"
+        )
+    titles = list(STEP_SIZES)
+    rows = [
+        "| float32 step (forward + backward + clip + Adam) | "
+        + " | ".join(f"{t}: ms | / DeepFM" for t in titles)
+        + " |",
+        "|---|" + "---:|---:|" * len(titles),
+    ]
+    for key, name in (
+        ("deepfm", "DeepFM"),
+        ("fibinetpp", "**FiBiNet++**"),
+        ("rows", "FiBiNet++ without `fast.columns` (norms, SENet+ on [B, F, d])"),
+        ("fibinet", "FiBiNET"),
+    ):
+        cells = []
+        for t in titles:
+            ms = columns[t]
+            if key not in ms:
+                cells.append("| ")
+                continue
+            ratio = "1.00x" if key == "deepfm" else ms.spread(key, "deepfm")
+            cells.append(f"{ms[key]:.0f} | {ratio}")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells = [
+        f"{a:,} / {b:,} | **{a / b:.1f}x**" for a, b in (params[t] for t in titles)
+    ]
+    rows.append(
+        "| non-embedding parameters, FiBiNET / FiBiNet++ | " + " | ".join(cells) + " |"
+    )
+    speedup = [columns[t].spread("fibinet", "fibinetpp") for t in titles]
+    rows += [
+        "",
+        "FiBiNET / FiBiNet++ step time: "
+        + "; ".join(f"{t}: {s}" for t, s in zip(titles, speedup))
+        + ".",
+        "",
+        *[f"- {v}" for v in verdicts],
+    ]
+    return rows
 
 
 def grad_of(fn, inputs, precision: str = "float32"):
@@ -238,12 +364,18 @@ def bench_blocks(rounds: int) -> list[str]:
     ]
     table_size = f"{sum(CRITEO_CARDINALITIES):,} x {D_EMBED}"
     for key, mine, title in (
-        ("linear_float32", "ours_float32", f"first MLP layer ({d_in:,} -> 128) "
-         "on the bilinear output"),
+        (
+            "linear_float32",
+            "ours_float32",
+            f"first MLP layer ({d_in:,} -> 128) on the bilinear output",
+        ),
         ("linear_bf16", "ours_bf16", "the same under bf16 autocast"),
         ("dropout", "ours_dropout", f"dropout p=0.5 on [{BATCH}, 128]"),
-        ("embedding", "ours_embedding", f"embedding lookup, [{BATCH}, {N_CAT}] "
-         f"rows of a {table_size} table"),
+        (
+            "embedding",
+            "ours_embedding",
+            f"embedding lookup, [{BATCH}, {N_CAT}] rows of a {table_size} table",
+        ),
     ):
         ratio = ms.spread(key, mine)
         rows.append(f"| {title} | {ms[key]:.1f} | {ms[mine]:.1f} | **{ratio}** |")
@@ -262,30 +394,52 @@ def cpu_name() -> str:
 
 
 def main():
+    global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA device")
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
-
+    on_cuda = DEVICE.type == "cuda"
+    where = (
+        f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+        if on_cuda
+        else f"{args.threads} threads, {cpu_name()} ({platform.machine()})"
+    )
     lines = [
         "## Bilinear layer and training step",
         "",
-        f"Measured {date.today()} by `benchmarks/bench_layers.py`: torch "
-        f"{torch.__version__}, {args.threads} threads, {cpu_name()} "
-        f"({platform.machine()}), batch {BATCH}, {NUM_FIELDS} fields "
-        f"({N_NUM} numeric + {N_CAT} categorical), d_embed {D_EMBED}. Times: medians "
-        f"of {args.rounds} interleaved rounds; ratios: medians of the {args.rounds} "
-        "per-round ratios, with their interquartile range in brackets.",
+        f"Measured {date.today()} by `benchmarks/bench_layers.py --device "
+        f"{args.device}`: torch {torch.__version__}, {where}, batch {BATCH}, "
+        f"{NUM_FIELDS} fields ({N_NUM} numeric + {N_CAT} categorical), d_embed "
+        f"{D_EMBED}. Times: medians of {args.rounds} interleaved rounds; ratios: "
+        f"medians of the {args.rounds} per-round ratios, with their interquartile "
+        "range in brackets. A training step does what `train.CTRKerasModel` "
+        "does each step: forward, BCE on logits, backward, gradients clipped to "
+        "norm 1.0 (torchkeras), the trainer's Adam and weight-decay groups.",
         "",
     ]
-    for title, setup in (
-        ("glibc's default allocator", None),
-        (
-            "freed memory kept for reuse (`fibinet_tutorial.fast.keep_freed_memory`)",
-            keep_freed_memory,
-        ),
-    ):
+    sections = [("glibc's default allocator", None)]
+    if on_cuda:  # the allocator settings and fast.blocks act on the CPU only
+        lines += [
+            "On CUDA, skipped: glibc's allocator settings and the building-block "
+            "rows (`fast.blocks` falls back to PyTorch's own ops there).",
+            "",
+        ]
+        sections = [("the CUDA caching allocator", None)]
+    else:
+        sections.append(
+            (
+                "freed memory kept for reuse "
+                "(`fibinet_tutorial.fast.keep_freed_memory`)",
+                keep_freed_memory,
+            )
+        )
+    for title, setup in sections:
         if setup is not None and not setup():
             lines += [f"### With {title}", "", "(not available here)", ""]
             continue
@@ -295,19 +449,33 @@ def main():
             "",
             "Full training step at the seed's Criteo configuration (field_all, "
             "shared bilinear, MLP [128, 64, 32], dropout 0.25, Criteo's "
-            f"{sum(CRITEO_CARDINALITIES):,} categories after min-count 10, fused "
-            "Adam):",
+            f"{sum(CRITEO_CARDINALITIES):,} categories after min-count 10):",
             "",
         ]
         lines += bench_train_step(max(3, args.rounds // 2))
-        lines += [
-            "",
-            "Building blocks that replace PyTorch's own in the models "
-            "(`fibinet_tutorial.fast`: `Linear`, `Dropout`, `lookup`):",
-            "",
-        ]
-        lines += bench_blocks(args.rounds)
+        if not on_cuda:
+            lines += [
+                "",
+                "Building blocks that replace PyTorch's own in the models "
+                "(`fibinet_tutorial.fast`: `Linear`, `Dropout`, `lookup`):",
+                "",
+            ]
+            lines += bench_blocks(args.rounds)
         lines.append("")
+    lines += [
+        "### FiBiNet++ vs FiBiNET vs DeepFM",
+        "",
+        "Training steps in float32 at Criteo's cardinalities, batch "
+        f"{BATCH}, the package's defaults otherwise (dropout "
+        f"{train.default_hparams()['mlp_dropout']}, FiBiNET with two field_all "
+        "bilinear layers); the same MLP for every model. FiBiNet++ "
+        "(`models.FiBiNETPlusPlus`) also without its batch-innermost path, to "
+        "show what that path buys. Non-embedding parameters: everything but the "
+        "per-category tables (`models.count_non_embedding_parameters`).",
+        "",
+    ]
+    lines += bench_fibinetpp_step(args.rounds)
+    lines.append("")
     print("\n".join(lines))
 
 

@@ -10,6 +10,8 @@ five seeds: `train.auto_seeds`); of one seed alone; and of one seed without the
 MLP decay.
 
     python benchmarks/small_files.py --rows 3000 5000 10000 20000   (make bench-small)
+    python benchmarks/small_files.py --model fibinetpp --rows 3000 5000
+    (make bench-fibinetpp runs `compare("fibinetpp", ...)`: the rules for FiBiNet++)
 """
 
 from __future__ import annotations
@@ -23,30 +25,39 @@ from fibinet_tutorial.fast import flush_denormals
 from fibinet_tutorial.synthetic import SyntheticCriteo
 
 SAMPLES = 3
-VARIANTS = {  # name -> (model, hyperparameter overrides)
-    "LR": ("lr", {}),
-    "FiBiNET": ("fibinet", {}),  # the defaults: 5 seeds averaged below 6,000 rows
-    "FiBiNET, one seed": ("fibinet", {"seeds": 1}),
-    "FiBiNET, one seed, no MLP decay": (
-        "fibinet",
-        {"seeds": 1, "mlp_weight_decay": 0.0},
-    ),
-}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sizes = [3_000, 5_000, 10_000, 20_000]
-    parser.add_argument("--rows", type=int, nargs="+", default=sizes)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    flush_denormals()
+def variants(model: str = "fibinet") -> dict:
+    """name -> (model, hyperparameter overrides); the first is LR."""
+    title = train.MODEL_TITLES[model]
+    # the defaults: 5 seeds averaged below 6,000 rows (train.auto_seeds)
+    found = {"LR": ("lr", {}), title: (model, {})}
+    found[f"{title}, one seed"] = (model, {"seeds": 1})
+    if model == "fibinet":
+        found[f"{title}, one seed, no MLP decay"] = (
+            model,
+            {"seeds": 1, "mlp_weight_decay": 0.0},
+        )
+        return found
+    # another model: the defaults (FiBiNET's two rules) against one seed and
+    # against the same seeds without the MLP decay
+    found[f"{title}, no MLP decay"] = (
+        model,
+        {"seeds": train.auto_seeds, "mlp_weight_decay": 0.0},
+    )
+    return found
+
+
+def compare(model: str, sizes: list[int], emit=print) -> dict:
+    """Train every variant on every sample of every size; emit the markdown
+    tables line by line and return {rows: {variant: minus LR per sample}}."""
+    table = variants(model)
     gen = SyntheticCriteo()
     test = gen.sample(50_000, start=5_000_000)  # far from every sample below
-    print("| rows | sample | MLP decay | " + " | ".join(VARIANTS) + " |")
-    print("|---:|---:|---:|" + "---:|" * len(VARIANTS))
-    diffs = {}  # (rows, variant) -> FiBiNET minus LR, one per sample
-    for n in args.rows:
+    emit("| rows | sample | MLP decay | " + " | ".join(table) + " |")
+    emit("|---:|---:|---:|" + "---:|" * len(table))
+    diffs = {}  # rows -> variant -> the model minus LR, one per sample
+    for n in sizes:
         for k in range(SAMPLES):
             df = gen.sample(n, start=k * 100_000)
             idx_train, idx_val, _ = data.train_val_test_split(n, 0.1, 0.0, seed=k)
@@ -59,31 +70,55 @@ def main():
             }
             decay = train.auto_mlp_weight_decay(len(idx_train))
             aucs, done = {}, {}  # done: resolved settings -> test AUC
-            for name, (model, overrides) in VARIANTS.items():
-                hp = train.default_hparams() | overrides
-                key = (model, str(train.resolve_hparams(hp, len(idx_train), model)))
+            for name, (variant_model, overrides) in table.items():
+                hp = train.default_hparams() | {  # a rule: apply it as FiBiNET's
+                    h: v(len(idx_train)) if callable(v) else v
+                    for h, v in overrides.items()
+                }
+                resolved = train.resolve_hparams(hp, len(idx_train), variant_model)
+                key = (variant_model, str(resolved))
                 if key not in done:  # e.g. "one seed" where the default is one seed
                     run = train.train_one(
-                        model, prepared, hp, "runs/small_files", seed=k, progress="none"
+                        variant_model,
+                        prepared,
+                        hp,
+                        "runs/small_files",
+                        seed=k,
+                        progress="none",
                     )
                     done[key] = run["result"]["test_auc"]
                 aucs[name] = done[key]
                 if name != "LR":
-                    diffs.setdefault((n, name), []).append(aucs[name] - aucs["LR"])
+                    minus_lr = aucs[name] - aucs["LR"]
+                    diffs.setdefault(n, {}).setdefault(name, []).append(minus_lr)
             cells = " | ".join(f"{v:.4f}" for v in aucs.values())
-            print(f"| {n:,} | {k} | {decay:.3g} | {cells} |", flush=True)
-    print()
-    print("FiBiNET minus LR, mean over the samples (samples at or above LR):")
-    print()
-    print("| rows | " + " | ".join(list(VARIANTS)[1:]) + " |")
-    print("|---:|" + "---:|" * (len(VARIANTS) - 1))
-    for n in args.rows:
+            emit(f"| {n:,} | {k} | {decay:.3g} | {cells} |")
+    emit("")
+    emit(
+        f"{train.MODEL_TITLES[model]} minus LR, mean over the samples "
+        "(samples at or above LR):"
+    )
+    emit("")
+    emit("| rows | " + " | ".join(list(table)[1:]) + " |")
+    emit("|---:|" + "---:|" * (len(table) - 1))
+    for n in sizes:
         cells = []
-        for name in list(VARIANTS)[1:]:
-            d = diffs[(n, name)]
+        for d in diffs[n].values():
             above = sum(v >= 0 for v in d)
             cells.append(f"{sum(d) / len(d):+.4f} ({above} of {len(d)})")
-        print(f"| {n:,} | " + " | ".join(cells) + " |")
+        emit(f"| {n:,} | " + " | ".join(cells) + " |")
+    return diffs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sizes = [3_000, 5_000, 10_000, 20_000]
+    parser.add_argument("--rows", type=int, nargs="+", default=sizes)
+    parser.add_argument("--model", default="fibinet", choices=["fibinet", "fibinetpp"])
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    flush_denormals()
+    compare(args.model, args.rows, emit=lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":

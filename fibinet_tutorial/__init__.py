@@ -6,8 +6,10 @@ The front door: what a user reaches for, importable from here.
 
 Where things live (one job per module; README "Layout" has the map):
 
-- `layers`: SENet, the bilinear interaction, embeddings, FM/FFM terms, MLP
-- `models`: FiBiNET, DeepFM, FM, LogisticRegression, SeedEnsemble
+- `layers`: SENet and SENet+, the bilinear interaction and Bilinear+,
+  embeddings and their norms, FM/FFM terms, MLP
+- `models`: FiBiNET, FiBiNETPlusPlus (FiBiNet++), DeepFM, FM,
+  LogisticRegression, SeedEnsemble
 - `data`: the Criteo reader, leak-free preprocessing, streaming, datasets
 - `synthetic`: Criteo-format data with a known click model (the built-in data)
 - `train`: the torchkeras trainer, evaluation, defaults, saving, the CLI
@@ -27,14 +29,17 @@ from .data import CriteoFormatError, CriteoPreprocessor, CTRDataset, read_criteo
 from .layers import (
     BilinearInteraction,
     BilinearInteractionLoop,
+    BilinearPlus,
     FMInteraction,
     SENetAttention,
+    SENetPlus,
 )
 from .metrics import log_loss, roc_auc
 from .models import (
     FM,
     DeepFM,
     FiBiNET,
+    FiBiNETPlusPlus,
     LogisticRegression,
     SeedEnsemble,
     count_parameters,
@@ -60,6 +65,7 @@ _TRAINER_NAMES = (
 __all__ = [
     "BilinearInteraction",
     "BilinearInteractionLoop",
+    "BilinearPlus",
     "CTRDataset",
     "CriteoFormatError",
     "CriteoPreprocessor",
@@ -67,8 +73,10 @@ __all__ = [
     "FM",
     "FMInteraction",
     "FiBiNET",
+    "FiBiNETPlusPlus",
     "LogisticRegression",
     "SENetAttention",
+    "SENetPlus",
     "SeedEnsemble",
     "SyntheticCriteo",
     "count_parameters",

@@ -20,17 +20,23 @@ from fibinet_tutorial.layers import (
     MLP,
     BilinearInteraction,
     BilinearInteractionLoop,
+    BilinearPlus,
+    BilinearPlusLoop,
     CatEmbedding,
     CatLinear,
     FFMInteraction,
+    FieldBatchNorm,
     FMInteraction,
     NumEmbedding,
+    NumLayerNorm,
     SENetAttention,
+    SENetPlus,
 )
 from fibinet_tutorial.models import (
     FM,
     DeepFM,
     FiBiNET,
+    FiBiNETPlusPlus,
     LogisticRegression,
     SeedEnsemble,
 )
@@ -131,6 +137,11 @@ def test_every_layer_on_device_equals_the_cpu(device):
     x_cat = torch.stack([torch.randint(0, c, (16,)) for c in CATEGORIES], 1)
     cases = [
         (SENetAttention(6, 2), [x]),
+        (SENetPlus(6, x.shape[-1], 2), [x]),
+        (BilinearPlus(6, x.shape[-1]), [x]),
+        (BilinearPlusLoop(6, x.shape[-1]), [x]),
+        (FieldBatchNorm(x.shape[-1]), [x]),
+        (NumLayerNorm(6, x.shape[-1]), [x]),
         (FMInteraction(), [x]),
         (FFMInteraction(CATEGORIES, 4), [x_cat]),
         (NumEmbedding(3, 4), [x_num]),
@@ -194,6 +205,8 @@ def _models():
         "fibinet_loop": FiBiNET(3, CATEGORIES, fast=False, **common),
         "deepfm": DeepFM(3, CATEGORIES, **common),
         "fm": FM(3, CATEGORIES, d_embed=4),
+        "fibinetpp": FiBiNETPlusPlus(3, CATEGORIES, **common),
+        "fibinetpp_loop": FiBiNETPlusPlus(3, CATEGORIES, fast=False, **common),
         "lr": LogisticRegression(3, CATEGORIES),
         "ensemble": SeedEnsemble([LogisticRegression(3, CATEGORIES) for _ in range(2)]),
     }

@@ -12,6 +12,7 @@ from fibinet_tutorial.models import (
     FM,
     DeepFM,
     FiBiNET,
+    FiBiNETPlusPlus,
     LogisticRegression,
     count_parameters,
 )
@@ -261,11 +262,12 @@ def test_fm_saves_and_loads_through_the_registry(tmp_path):
     torch.testing.assert_close(loaded(x), net(x))
 
 
-@pytest.mark.parametrize("model", ["fibinet", "deepfm", "fm", "lr"])
+@pytest.mark.parametrize("model", ["fibinet", "fibinetpp", "deepfm", "fm", "lr"])
 def test_bad_inputs_raise_value_errors_naming_the_field(model):
     cats = [3, 5]
     net = {
         "fibinet": lambda: FiBiNET(2, cats, 4, (8,), 0.0),
+        "fibinetpp": lambda: FiBiNETPlusPlus(2, cats, 4, (8,), 0.0),
         "deepfm": lambda: DeepFM(2, cats, 4, (8,), 0.0),
         "fm": lambda: FM(2, cats, 4),
         "lr": lambda: LogisticRegression(2, cats),

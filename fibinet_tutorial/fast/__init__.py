@@ -26,6 +26,9 @@ What each piece buys, and why the model uses it:
 - `machine`: what the machine gives a process: physical cores, a container's
   CPU quota, `default_threads`, `memory_available`.
 - `autocast`: how the hand-written functions behave under bf16 autocast.
+- `columns`: FiBiNet++'s embedding norms and SENet+ on a batch-innermost
+  layout, [F, d, B], with a hand-written LayerNorm backward: PyTorch's kernels
+  are slow on FiBiNet++'s rows of d = 8 numbers.
 
 On other devices (CUDA) the blocks fall back to PyTorch's own ops and the CPU
 settings are not applied, by design (tests/test_devices.py); the bilinear
@@ -34,6 +37,11 @@ kernel runs on any device.
 
 from .bilinear_kernel import bilinear_interaction, bilinear_pairs, row_offsets
 from .blocks import Dropout, Linear, lookup
+from .columns import (
+    batch_norm_columns,
+    layer_norm_columns,
+    senet_plus_columns,
+)
 from .cpu import (
     advise_huge_pages,
     denormals_flushed,
@@ -49,6 +57,7 @@ __all__ = [
     "Dropout",
     "Linear",
     "advise_huge_pages",
+    "batch_norm_columns",
     "bilinear_interaction",
     "bilinear_pairs",
     "default_threads",
@@ -56,9 +65,11 @@ __all__ = [
     "flush_denormals",
     "has_amx",
     "keep_freed_memory",
+    "layer_norm_columns",
     "lookup",
     "make_adam",
     "memory_available",
     "row_offsets",
+    "senet_plus_columns",
     "training_settings",
 ]

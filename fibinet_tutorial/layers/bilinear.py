@@ -104,3 +104,20 @@ class BilinearInteraction(_BilinearBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_fields(x, self.num_fields, self.d_embed, type(self).__name__)
         return bilinear_interaction(x, self.weight.unsqueeze(0), self.bilinear_type)
+
+
+def bilinear_both_branches(emb, se_emb, layer, layer_se=None) -> torch.Tensor:
+    """FiBiNET's interactions: the pairs of E through `layer` and of V through
+    `layer_se` (through `layer` too when None, the seed's shared layer).
+
+    emb, se_emb: [B, F, d] -> [B, 2, P, d] (branch 0 from E, 1 from V). Two
+    fast layers run both branches in one kernel call, one weight each.
+    """
+    stacked = torch.stack([emb, se_emb], dim=1)  # [B, 2, F, d]
+    if layer_se is None:
+        return layer(stacked)
+    if isinstance(layer, BilinearInteraction):
+        _check_fields(stacked, layer.num_fields, layer.d_embed, type(layer).__name__)
+        weight = torch.stack([layer.weight, layer_se.weight])
+        return bilinear_interaction(stacked, weight, layer.bilinear_type)
+    return torch.stack([layer(emb), layer_se(se_emb)], dim=1)

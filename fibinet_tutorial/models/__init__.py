@@ -1,8 +1,9 @@
-"""FiBiNET and the models it is compared with, one module each.
+"""FiBiNET, FiBiNet++ and the models they are compared with, one module each.
 
 - `base`: `CTRModel`, what every model shares (input checks, wide part,
   embeddings), `count_parameters` and `count_non_embedding_parameters`
 - `fibinet`: `FiBiNET`
+- `fibinetpp`: `FiBiNETPlusPlus` (FiBiNet++) and the authors' `AUTHORS_PRESET`
 - `baselines`: `LogisticRegression`, `FM`, `DeepFM`
 - `ensemble`: `SeedEnsemble`, copies from several seeds averaged
 
@@ -14,12 +15,15 @@ from .base import CTRModel, count_non_embedding_parameters, count_parameters
 from .baselines import FM, DeepFM, LogisticRegression
 from .ensemble import SeedEnsemble
 from .fibinet import FiBiNET
+from .fibinetpp import AUTHORS_PRESET, FiBiNETPlusPlus
 
 __all__ = [
+    "AUTHORS_PRESET",
     "CTRModel",
     "DeepFM",
     "FM",
     "FiBiNET",
+    "FiBiNETPlusPlus",
     "LogisticRegression",
     "SeedEnsemble",
     "count_non_embedding_parameters",

@@ -49,6 +49,7 @@ class CTRModel(nn.Module):
         categories: list[int] | None,
         d_embed: int | None = None,
         field_names: list[str] | None = None,
+        wide: bool = True,
     ):
         super().__init__()
         self.d_numerical = int(d_numerical or 0)
@@ -73,9 +74,14 @@ class CTRModel(nn.Module):
             torch.tensor(self.categories, dtype=torch.long),
             persistent=False,
         )
-        # wide part: one weight per numeric field and per category
-        self.num_linear = nn.Linear(self.d_numerical, 1) if self.d_numerical else None
-        self.cat_linear = CatLinear(self.categories) if self.categories else None
+        # wide part: one weight per numeric field and per category (wide=False:
+        # none, as in FiBiNet++)
+        self.wide = wide
+        self.num_linear = self.cat_linear = None
+        if wide and self.d_numerical:
+            self.num_linear = nn.Linear(self.d_numerical, 1)
+        if wide and self.categories:
+            self.cat_linear = CatLinear(self.categories)
         # deep part's inputs (LogisticRegression has none)
         embed = d_embed is not None
         self.num_embedding = (
@@ -125,6 +131,8 @@ class CTRModel(nn.Module):
 
     def linear(self, x_num, x_cat) -> torch.Tensor:
         """Wide part, the first-order terms: [B, 1]."""
+        if not self.wide:
+            raise ValueError(f"{type(self).__name__} was built without a wide part")
         parts = self._both(self.num_linear, self.cat_linear, x_num, x_cat)
         return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 

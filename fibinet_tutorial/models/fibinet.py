@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import torch
 
-from ..fast import bilinear_interaction
-from ..layers import MLP, BilinearInteraction, BilinearInteractionLoop, SENetAttention
+from ..layers import (
+    MLP,
+    BilinearInteraction,
+    BilinearInteractionLoop,
+    SENetAttention,
+    bilinear_both_branches,
+)
 from .base import CTRModel
 
 
@@ -55,13 +60,7 @@ class FiBiNET(CTRModel):
 
     def interactions(self, emb: torch.Tensor, se_emb: torch.Tensor) -> torch.Tensor:
         """Bilinear pairs of both embeddings: [B, F, d] x 2 -> [B, 2, P, d]."""
-        stacked = torch.stack([emb, se_emb], dim=1)  # [B, 2, F, d]
-        if self.shared_bilinear:
-            return self.bilinear(stacked)
-        if self.fast:  # one kernel call, one weight per branch
-            weight = torch.stack([self.bilinear.weight, self.bilinear_se.weight])
-            return bilinear_interaction(stacked, weight, self.bilinear_type)
-        return torch.stack([self.bilinear(emb), self.bilinear_se(se_emb)], dim=1)
+        return bilinear_both_branches(emb, se_emb, self.bilinear, self.bilinear_se)
 
     def field_importance(self, x) -> torch.Tensor:
         """SENet's weight of every field for every sample: [B, F]."""

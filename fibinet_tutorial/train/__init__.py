@@ -6,7 +6,8 @@ module named for its job:
 - `trainer`: `CTRKerasModel` (torchkeras's KerasModel for CTR),
   `autocast_training`, `auto_precision`, `decay_groups`
 - `hparams`: `default_hparams` and the rules that adapt them to a file
-  (`resolve_hparams`, `auto_batch_size`, `auto_mlp_weight_decay`, `auto_seeds`)
+  (`resolve_hparams`, `auto_batch_size`, `auto_mlp_weight_decay`, `auto_seeds`),
+  and FiBiNet++'s authors' settings beside ours (`authors_preset_table`)
 - `checkpoints`: `model_config`, `build_model`, `save_model`, `load_model`,
   `load_trained`
 - `evaluation`: `predict_proba`, `evaluate`, `score`, `eval_loader`,
@@ -38,6 +39,7 @@ from .evaluation import (
 from .hparams import (
     MONITORS,
     PRECISIONS,
+    authors_preset_table,
     auto_batch_size,
     auto_mlp_weight_decay,
     auto_precision,
@@ -64,6 +66,7 @@ __all__ = [
     "auto_mlp_weight_decay",
     "auto_precision",
     "auto_seeds",
+    "authors_preset_table",
     "autocast_training",
     "build_model",
     "comparison_table",

@@ -15,19 +15,21 @@ import torch
 from torch import nn
 
 from ..data import CAT_COLS, NUM_COLS, CriteoPreprocessor
-from ..models import FM, DeepFM, FiBiNET, LogisticRegression, SeedEnsemble
+from ..models import FM, DeepFM, FiBiNET, FiBiNETPlusPlus, LogisticRegression, SeedEnsemble
 
 MODELS = {
     "fibinet": FiBiNET,
     "deepfm": DeepFM,
     "lr": LogisticRegression,
     "fm": FM,
+    "fibinetpp": FiBiNETPlusPlus,
 }
 MODEL_TITLES = {
     "fibinet": "FiBiNET",
     "deepfm": "DeepFM",
     "lr": "LogisticRegression",
     "fm": "FM",
+    "fibinetpp": "FiBiNet++",
 }
 # The hyperparameters each model takes (the rest of a config is ignored).
 MODEL_PARAMS = {
@@ -42,6 +44,24 @@ MODEL_PARAMS = {
     "deepfm": ("d_embed", "mlp_layers", "mlp_dropout"),
     "lr": (),
     "fm": ("d_embed",),
+    # the last ones are FiBiNETPlusPlus's own switches: a config takes them
+    # when the hyperparameters have them (the ablation does), else the
+    # model's defaults apply
+    "fibinetpp": (
+        "d_embed",
+        "mlp_layers",
+        "mlp_dropout",
+        "reduction_ratio",
+        "bilinear_type",
+        "num_groups",
+        "projection_dim",
+        "cat_norm",
+        "num_norm",
+        "senet",
+        "interaction",
+        "wide",
+        "init_std",
+    ),
 }
 
 
@@ -49,7 +69,8 @@ def model_config(name: str, preprocessor: CriteoPreprocessor, hparams: dict) -> 
     """The config of a model for a preprocessor's fields, from hyperparameters.
 
     {"model", "d_numerical", "categories", "field_names", and the model's own
-    hyperparameters (`MODEL_PARAMS`)}; `build_model` turns it into a model.
+    hyperparameters (`MODEL_PARAMS`) that `hparams` has}; `build_model` turns
+    it into a model.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
@@ -58,7 +79,7 @@ def model_config(name: str, preprocessor: CriteoPreprocessor, hparams: dict) -> 
         "d_numerical": len(NUM_COLS),
         "categories": preprocessor.categories,
         "field_names": NUM_COLS + CAT_COLS,
-        **{k: hparams[k] for k in MODEL_PARAMS[name]},
+        **{k: hparams[k] for k in MODEL_PARAMS[name] if k in hparams},
     }
 
 

@@ -66,7 +66,9 @@ def auto_mlp_weight_decay(n_train: int) -> float:
     Below 6,000 rows the defaults also average several seeds (`auto_seeds`).
     At 200k training rows it is 5e-5, too small to matter; a fixed 0.1 there
     would hold a large model back, which is why it fades with the square of
-    the size.
+    the size. FiBiNet++ (an MLP input of 50 + F*d = 362) trains with it too:
+    on small built-in files it did at least as well with it as without
+    (`make bench-fibinetpp`, benchmarks/FIBINETPP.md, "Small files").
     """
     return 0.1 * (4_500 / max(n_train, 1)) ** 2
 
@@ -77,7 +79,8 @@ def auto_seeds(n_train: int, model: str = "fibinet") -> int:
 
     On a few thousand rows one FiBiNET's test AUC moves a lot with its seed
     alone; `make bench-small` compares one seed with five against LR
-    (benchmarks/SMALL_FILES.md). Five runs on such a file take seconds.
+    (benchmarks/SMALL_FILES.md; for FiBiNet++, whose single runs vary as much,
+    `make bench-fibinetpp`). Five runs on such a file take seconds.
     Logistic regression has no such variance and trains once.
     """
     return 1 if model == "lr" or n_train >= 6_000 else 5
@@ -119,3 +122,40 @@ def resolve_hparams(hparams: dict, n_train: int, model: str = "fibinet") -> dict
 def auto_batch_size(n_train: int, largest: int = 2048, min_steps: int = 32) -> int:
     """2048, or smaller so that a small file still gives min_steps steps an epoch."""
     return int(max(32, min(largest, n_train // min_steps)))
+
+
+def authors_preset_table():
+    """FiBiNet++ as its authors ran it (`models.AUTHORS_PRESET`, from their
+    `run.py`) beside what this package uses: a DataFrame, one row per setting.
+
+    "ours" comes from `default_hparams()` and `FiBiNETPlusPlus`'s own
+    defaults; None there means chosen by the training set's size ("auto"),
+    or for init_std the package's usual embedding initialisation.
+    """
+    import inspect
+
+    import pandas as pd
+    from torch import nn
+
+    from ..layers import MLP
+    from ..models import AUTHORS_PRESET, FiBiNETPlusPlus
+
+    ours = {
+        name: p.default
+        for name, p in inspect.signature(FiBiNETPlusPlus).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    ours |= default_hparams()
+    mlp = MLP(2, [2], 0.0)  # does our MLP carry BatchNorm?
+    ours["mlp_batchnorm"] = any(isinstance(m, nn.BatchNorm1d) for m in mlp.modules())
+    rows = {
+        k: {"ours": ours.get(k), "authors' ++ run": v}
+        for k, v in AUTHORS_PRESET.items()
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["same"] = [
+        list(a) == list(b) if isinstance(a, (list, tuple)) else a == b
+        for a, b in zip(table["ours"], table["authors' ++ run"])
+    ]
+    table["ours"] = table["ours"].map(lambda v: "auto" if v is None else v)
+    return table
