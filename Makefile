@@ -10,7 +10,7 @@ STAMP := $(VENV)/.setup-done
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 OUT ?= runs/default
 
-.PHONY: help setup run test unit notebooks-test notebooks lint bench bench-small bench-full clean
+.PHONY: help setup run test unit notebooks-test notebooks lint bench bench-small bench-full bench-monitor clean
 
 help:
 	@echo "make run        set up, then train FiBiNET, DeepFM and LR on the built-in data"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench      speed and memory benchmarks -> benchmarks/RESULTS.md"
 	@echo "make bench-small FiBiNET vs LR on small files -> benchmarks/SMALL_FILES.md"
 	@echo "make bench-full data pipeline at full Criteo size -> benchmarks/FULL_DATA.md"
+	@echo "make bench-monitor early stopping on AUC vs log loss -> benchmarks/MONITOR.md"
 	@echo "make notebooks  re-execute every notebook from its .md source, keep outputs"
 
 $(STAMP): requirements-lock.txt pyproject.toml
@@ -62,6 +63,13 @@ bench-small: setup
 	$(PY) benchmarks/small_files.py > benchmarks/.small.md
 	mv benchmarks/.small.md benchmarks/SMALL_FILES.md
 	cat benchmarks/SMALL_FILES.md
+
+# Early stopping on AUC, log loss or AUC - log loss, replayed on the same runs
+# (~12 min): the evidence for default_hparams()["monitor"]
+bench-monitor: setup
+	$(PY) benchmarks/monitor.py > benchmarks/.monitor.md
+	mv benchmarks/.monitor.md benchmarks/MONITOR.md
+	cat benchmarks/MONITOR.md
 
 # The data pipeline at full Criteo size (45.8M rows): writes an 11 GB file to
 # data/full once (~3 min), then reads and preprocesses it (~4 min)

@@ -61,3 +61,19 @@ def test_readme_quick_start_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     auc = float(re.search(r"test AUC ([0-9.]+)", proc.stdout).group(1))
     assert 0.6 < auc < 0.9
+
+
+def test_the_wheel_ships_every_subpackage():
+    """pyproject's package list finds every folder of the package (a wheel
+    missing `fibinet_tutorial/train/` would install and then fail on Colab)."""
+    import setuptools
+
+    text = (ROOT / "pyproject.toml").read_text()
+    include = re.search(r"\[tool\.setuptools\.packages\.find\]\ninclude = (.*)", text)
+    patterns = ast.literal_eval(include.group(1))
+    found = set(setuptools.find_packages(str(ROOT), include=patterns))
+    folders = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "fibinet_tutorial").rglob("__init__.py")
+    }
+    assert folders and folders <= found

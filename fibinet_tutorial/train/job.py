@@ -105,13 +105,14 @@ def train_one(
     out_dir,
     seed: int = 0,
     progress: str = "bar",
+    callbacks=(),
 ) -> dict:
     """Train one model with CTRKerasModel and evaluate it on val and test.
 
     With hparams "seeds" k > 1 (by default on small files, `auto_seeds`), k
     copies train from seeds seed, seed+1, ... and the result is their
     SeedEnsemble; the history then has one block of epochs per copy (column
-    "member").
+    "member"). callbacks: extra torchkeras callbacks for every copy's `fit`.
     """
     config = model_config(name, prepared["preprocessor"], hparams)
     hp = resolve_hparams(hparams, len(prepared["ds_train"]), name)
@@ -141,6 +142,7 @@ def train_one(
             ckpt_path=ckpt,
             progress=progress,
             precision=hp["precision"],
+            callbacks=list(callbacks),
         )
         nets.append(model.net)
         histories.append(history.assign(member=k) if members > 1 else history)

@@ -161,6 +161,7 @@ class CTRKerasModel(torchkeras.KerasModel):
         monitor: str | None = None,
         progress: str = "bar",
         precision: str = "float32",
+        callbacks=None,
         **kwargs,
     ) -> pd.DataFrame:
         """Train with early stopping; returns the history, one row per epoch.
@@ -171,7 +172,8 @@ class CTRKerasModel(torchkeras.KerasModel):
         progress: "bar" (torchkeras's tqdm bars), "epoch" (one plain line per
         epoch, for notebooks) or "none". precision: "float32", "bf16" (training
         steps under autocast, see `autocast_training`) or "auto" (bf16 where
-        it is fast: `auto_precision`).
+        it is fast: `auto_precision`). callbacks: torchkeras callbacks, called
+        after the one that logs each epoch.
         """
         if precision == "auto":
             precision = auto_precision()
@@ -201,7 +203,7 @@ class CTRKerasModel(torchkeras.KerasModel):
                 patience=patience,
                 monitor=column,
                 mode=mode,
-                callbacks=[log],
+                callbacks=[log, *(callbacks or [])],
                 plot=False,
                 **kwargs,
             )
