@@ -10,7 +10,7 @@ STAMP := $(VENV)/.setup-done
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 OUT ?= runs/default
 
-.PHONY: help setup run test unit notebooks-test notebooks lint bench bench-small bench-full bench-monitor clean
+.PHONY: help setup run test unit notebooks-test notebooks lint bench bench-small bench-full bench-monitor bench-models clean
 
 help:
 	@echo "make run        set up, then train FiBiNET, DeepFM and LR on the built-in data"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench-small FiBiNET vs LR on small files -> benchmarks/SMALL_FILES.md"
 	@echo "make bench-full data pipeline at full Criteo size -> benchmarks/FULL_DATA.md"
 	@echo "make bench-monitor early stopping on AUC vs log loss -> benchmarks/MONITOR.md"
+	@echo "make bench-models every model over 3 seeds -> benchmarks/MODELS.md, models.json"
 	@echo "make notebooks  re-execute every notebook from its .md source, keep outputs"
 
 $(STAMP): requirements-lock.txt pyproject.toml
@@ -70,6 +71,13 @@ bench-monitor: setup
 	$(PY) benchmarks/monitor.py > benchmarks/.monitor.md
 	mv benchmarks/.monitor.md benchmarks/MONITOR.md
 	cat benchmarks/MONITOR.md
+
+# Every model of train.MODELS over seeds 0, 1, 2, mean ± sd (~15 min): the
+# comparison notebook 4 cites (it reads benchmarks/models.json)
+bench-models: setup
+	$(PY) benchmarks/models.py > benchmarks/.models.md
+	mv benchmarks/.models.md benchmarks/MODELS.md
+	cat benchmarks/MODELS.md
 
 # The data pipeline at full Criteo size (45.8M rows): writes an 11 GB file to
 # data/full once (~3 min), then reads and preprocesses it (~4 min)
