@@ -10,7 +10,7 @@ STAMP := $(VENV)/.setup-done
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 OUT ?= runs/default
 
-.PHONY: help setup run test unit notebooks-test notebooks lint bench bench-small bench-full bench-monitor bench-fibinetpp clean
+.PHONY: help setup run test unit notebooks-test notebooks lint bench bench-small bench-full bench-monitor bench-fibinetpp bench-models clean
 .PHONY: gpu-check gpu-wheels colab-check
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-full data pipeline at full Criteo size -> benchmarks/FULL_DATA.md"
 	@echo "make bench-monitor early stopping on AUC vs log loss -> benchmarks/MONITOR.md"
 	@echo "make bench-fibinetpp FiBiNET -> FiBiNet++ ablation, small files -> benchmarks/FIBINETPP.md"
+	@echo "make bench-models every model over 3 seeds -> benchmarks/MODELS.md, models.json"
 	@echo "make notebooks  re-execute every notebook from its .md source, keep outputs"
 	@echo "make gpu-check  on a CUDA machine, its own python3: CUDA tests, GPU"
 	@echo "                benchmarks, one epoch -> benchmarks/GPU.md (no setup)"
@@ -84,6 +85,13 @@ bench-monitor: setup
 	$(PY) benchmarks/monitor.py > benchmarks/.monitor.md
 	mv benchmarks/.monitor.md benchmarks/MONITOR.md
 	cat benchmarks/MONITOR.md
+
+# Every model of train.MODELS over seeds 0, 1, 2, mean ± sd (~15 min): the
+# comparison notebook 4 cites (it reads benchmarks/models.json)
+bench-models: setup
+	$(PY) benchmarks/models.py > benchmarks/.models.md
+	mv benchmarks/.models.md benchmarks/MODELS.md
+	cat benchmarks/MODELS.md
 
 # The data pipeline at full Criteo size (45.8M rows): writes an 11 GB file to
 # data/full once (~3 min), then reads and preprocesses it (~4 min)

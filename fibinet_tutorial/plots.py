@@ -19,8 +19,10 @@ def _axes(ax, figsize=(6, 3.5)):
     return fig, fig.add_subplot()
 
 
-def plot_history(history: pd.DataFrame, metric: str = "loss", ax=None, label=""):
-    """Training and validation curves of one metric over epochs.
+def plot_history(
+    history: pd.DataFrame, metric: str = "loss", ax=None, label="", color=None
+):
+    """Training (dashed) and validation (solid) curves of one metric over epochs.
 
     A seed ensemble's history (column "member") is drawn for its first copy.
     """
@@ -33,7 +35,14 @@ def plot_history(history: pd.DataFrame, metric: str = "loss", ax=None, label="")
         key = f"{stage}_{metric}"
         if key in history:
             name = f"{label} {stage}".strip()
-            ax.plot(history["epoch"], history[key], style, label=name, markersize=4)
+            ax.plot(
+                history["epoch"],
+                history[key],
+                style,
+                label=name,
+                markersize=4,
+                color=color,
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric}: training and validation")
@@ -42,17 +51,35 @@ def plot_history(history: pd.DataFrame, metric: str = "loss", ax=None, label="")
 
 
 def plot_learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
-    """Loss and AUC per epoch for several models, side by side."""
+    """Log loss and AUC per epoch for several models, side by side.
+
+    One colour per model, training dashed and validation solid; the exact log
+    loss where the history has it (else the batch-mean loss). The AUC axis is
+    zoomed to the validation curves after their first epoch, where the models
+    differ.
+    """
     fig = Figure(figsize=(11, 4), layout="constrained")
     axes = fig.subplots(1, 2)
-    for name, history in histories.items():
-        for ax, metric in zip(axes, ("loss", "auc")):
-            plot_history(history, metric, ax=ax, label=name)
+    for k, (name, history) in enumerate(histories.items()):
+        loss = "logloss" if "val_logloss" in history else "loss"
+        for ax, metric in zip(axes, (loss, "auc")):
+            plot_history(history, metric, ax=ax, label=name, color=f"C{k % 10}")
+    later = np.concatenate(
+        [h.loc[h["epoch"] > 1, "val_auc"].to_numpy() for h in histories.values()]
+    )
+    if later.size:
+        low, high = float(later.min()), float(later.max())
+        pad = max(high - low, 1e-3) * 0.5
+        axes[1].set_ylim(low - pad, high + pad)
+        axes[1].set_title("auc (zoomed to the validation curves)")
     return fig
 
 
 def plot_field_importance(
-    weights: pd.Series, strengths: dict[str, float] | None = None, ax=None
+    weights: pd.Series,
+    strengths: dict[str, float] | None = None,
+    ax=None,
+    ylabel: str = "mean SENet weight",
 ) -> Figure:
     """SENet's mean weight per field; bars coloured by the known truth if given.
 
@@ -67,8 +94,8 @@ def plot_field_importance(
         ]
     ax.bar(range(len(fields)), weights.to_numpy(), color=colors)
     ax.set_xticks(range(len(fields)), fields, rotation=90, fontsize=8)
-    ax.set_ylabel("mean SENet weight")
-    ax.set_title("SENet field importance")
+    ax.set_ylabel(ylabel)
+    ax.set_title("SENet's mean weight per field (a learned gate, not importance)")
     if strengths is not None:
         from matplotlib.patches import Patch
 
@@ -143,7 +170,7 @@ def draw_fibinet(ax=None) -> Figure:
         0.5,
         8.6,
         0.6,
-        "sparse features: numeric x_num [B, 13], categorical x_cat [B, 26]",
+        "inputs: numeric x_num [B, 13], categorical x_cat [B, 26]",
         "#eeeeee",
     )
     box(1.5, 2.2, 2.4, 0.8, "wide part\n(first order)", "#ffe4c4")
@@ -355,4 +382,35 @@ def plot_speedup(ms: pd.DataFrame, ax=None) -> Figure:
     ax.set_ylim(top=ms.to_numpy().max() * 1.35)  # room for the labels and legend
     ax.set_ylabel("milliseconds")
     ax.legend(fontsize=8, loc="upper right", ncol=n)
+    return fig
+
+
+def plot_reliability(
+    y_true, probabilities: dict[str, np.ndarray], n_bins: int = 10, ax=None
+) -> Figure:
+    """Reliability diagram: mean predicted vs observed click rate, per model.
+
+    probabilities: name -> predicted probabilities [N] for the labels y_true [N].
+    Rows are grouped into n_bins bins of equal size by predicted probability
+    (scikit-learn's `calibration_curve`, strategy "quantile"); a calibrated
+    model's points lie on the diagonal.
+    """
+    from sklearn.calibration import calibration_curve
+
+    fig, ax = _axes(ax, figsize=(5.5, 5))
+    top = 0.0
+    for k, (name, p) in enumerate(probabilities.items()):
+        observed, predicted = calibration_curve(
+            y_true, p, n_bins=n_bins, strategy="quantile"
+        )
+        ax.plot(predicted, observed, "o-", label=name, color=f"C{k % 10}", ms=4)
+        top = max(top, predicted.max(), observed.max())
+    top = min(1.0, top * 1.05)
+    ax.plot([0, top], [0, top], ":", color="gray", label="calibrated")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("mean predicted click probability (per bin)")
+    ax.set_ylabel("observed click rate (per bin)")
+    ax.set_title(f"Reliability diagram ({n_bins} bins of equal size)")
+    ax.legend(fontsize=8)
     return fig
