@@ -19,6 +19,9 @@ Where things live (one job per module; README "Layout" has the map):
 
 `import fibinet_tutorial` stays light: the trainer's names, which pull in
 torchkeras and accelerate, load on first use.
+
+Not here: the code behind these names: the models (`models`), the trainer loaded
+on first use (`train.trainer`), the command line (`train.cli`).
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Criteo's terms forbid redistributing the data; these aggregates come from the
 DLRM/OneFlow configurations and the FiBiNET authors' configuration.
+
+Not here: reading Criteo files (`data.reading`), the format's columns
+(`data.schema`), the per-column statistics the built-in data imitates
+(`synthetic.marginals`).
 """
 
 CRITEO_ROWS = 45_840_617  # labelled rows over 7 days, in time order

@@ -2,6 +2,10 @@
 
 torchkeras's own AUC bins the scores and loops in Python; these compute the
 exact values (ties count one half, as in scikit-learn) with one sort.
+
+Not here: a model scored on a loader (`train.evaluation`), the early-stopping
+monitors (`train.hparams.MONITORS`), the reliability figure
+(`plots.plot_reliability`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""Figures for the notebooks and the main job (matplotlib, made by code)."""
+"""Figures for the notebooks and the main job (matplotlib, made by code), and
+two helpers of the SENet-versus-truth figure: `field_strengths` (how strongly
+the known click model uses each field) and `spearman` (rank correlation).
+
+Not here: the metrics plotted (`metrics`), SENet's mean weights
+(`train.evaluation.mean_field_importance`), the known click model
+(`synthetic.click_model`).
+"""
 
 from __future__ import annotations
 

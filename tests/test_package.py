@@ -2,6 +2,7 @@
 and a README quick start that runs."""
 
 import ast
+import importlib
 import re
 import subprocess
 import sys
@@ -37,12 +38,45 @@ def test_unknown_attribute_is_an_attribute_error():
         fibinet_tutorial.no_such_name  # noqa: B018
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+every_module = pytest.mark.parametrize(
+    "path", MODULES, ids=lambda p: str(p.relative_to(ROOT))
+)
+
+
+@every_module
 def test_every_module_says_what_it_holds_and_stays_readable(path):
     source = path.read_text()
     assert ast.get_docstring(ast.parse(source)), f"{path.name} has no docstring"
     if path.name != "__main__.py":
         assert len(source.splitlines()) <= 500, f"{path} is over 500 lines"
+
+
+def _resolve(pointer: str):
+    """`fast.bilinear_kernel` or `train.evaluation.predict_proba` -> the object
+    it names in the package (its longest prefix that is a module, then
+    attributes); None when no prefix is a module or an attribute is missing."""
+    parts = pointer.split(".")
+    for i in range(len(parts), 0, -1):
+        path = ROOT.joinpath("fibinet_tutorial", *parts[:i])
+        if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
+            obj = importlib.import_module(".".join(["fibinet_tutorial", *parts[:i]]))
+            for name in parts[i:]:
+                obj = getattr(obj, name, None)
+            return obj
+    return None
+
+
+@every_module
+def test_every_module_says_what_it_does_not_hold_and_where_that_lives(path):
+    """A `Not here:` paragraph sends a reader who opened the wrong file to the
+    right one: each (`module.name`) pointer in it must name something real."""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    paragraphs = [p for p in doc.split("\n\n") if p.startswith("Not here:")]
+    assert len(paragraphs) == 1, f"{path.name}: no single 'Not here:' paragraph"
+    pointers = re.findall(r"\(`([\w.]+)`\)", paragraphs[0])
+    assert pointers, f"{path.name}: 'Not here:' names no (`module`) to go to"
+    for pointer in pointers:
+        assert _resolve(pointer) is not None, f"{path.name}: no `{pointer}`"
 
 
 @pytest.mark.slow

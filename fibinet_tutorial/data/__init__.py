@@ -16,6 +16,10 @@ One module per job, in the order a pipeline uses them:
 
 Everything a user needs is importable from here (``from fibinet_tutorial import
 data; data.read_criteo(...)``).
+
+Not here: the built-in synthetic data (`synthetic`), evaluation's loaders
+(`train.evaluation.eval_loader`), choosing in memory or streamed for a run
+(`train.job.prepare_data`).
 """
 
 from .codes import MISSING_CODE, category_codes

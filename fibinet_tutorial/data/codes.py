@@ -4,6 +4,9 @@ Categories are counted and looked up as uint64 codes, not Python strings: an
 8-hex Criteo value is its own 32-bit number, so 33M distinct values cost 16
 bytes each. Anything else (other lengths, upper case) gets a 64-bit hash with
 the top bit set, so it can never collide with a hex value or with MISSING_CODE.
+
+Not here: codes turned into `x_cat` indices (`data.preprocessing`), the reserved
+indices (`data.schema`), the two passes over a large file (`data.streaming`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Torch datasets and loaders over preprocessed arrays: whole batches in one gather."""
+"""Torch datasets and loaders over preprocessed arrays: whole batches in one gather.
+
+Not here: the unshuffled evaluation loader (`train.evaluation.eval_loader`), a whole
+file's memory-mapped arrays (`data.streaming`), the preprocessing that makes the
+arrays (`data.preprocessing`).
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
 """Leak-free preprocessing: fit on the training rows, then turn any rows into
 model inputs (`x_num [N, 13] float32`, `x_cat [N, 26] int64`).
 
-Holds the numeric transforms and `CriteoPreprocessor`. For a file too big for
-memory, `streaming.preprocess_to_arrays` does the same job block by block.
+Holds the numeric transforms and `CriteoPreprocessor`.
+
+Not here: the same job for a file too big for memory, block by block
+(`data.streaming.preprocess_to_arrays`), category codes and their counts
+(`data.codes`), the split (`data.splitting`), reading text (`data.reading`).
 """
 
 from __future__ import annotations

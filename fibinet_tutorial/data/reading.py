@@ -8,6 +8,10 @@ fields were stripped are all read. A header line or a comma-separated file is
 recognised and named as such. Before ``read_criteo`` reads a file into
 memory it compares what that will take with the memory available
 (``check_fits_in_memory``).
+
+Not here: the format's columns and `CriteoFormatError` (`data.schema`), rows turned
+into model inputs (`data.preprocessing`), the bounded-memory path
+(`data.streaming`), the machine's memory figure (`fast.machine`).
 """
 
 from __future__ import annotations

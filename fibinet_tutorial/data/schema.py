@@ -5,6 +5,9 @@ the error every reader raises.
 C1..C26``. The label is 0/1; I* are integer counts (may be negative, empty when
 missing); C* are 8 lowercase hex characters (empty when missing). The
 unlabelled ``test.txt`` has no label column (39 fields).
+
+Not here: the reader that enforces the format (`data.reading`), published statistics
+of the real data (`criteo`), the flags the hints name (`train.cli`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Random, seeded train / validation / test splits that do not depend on how a
 file was chunked: a row's split is a function of its row number and the seed.
+
+Not here: applying the split to a streamed file (`data.streaming`) or to a file in
+memory (`train.job.prepare_data`).
 """
 
 from __future__ import annotations

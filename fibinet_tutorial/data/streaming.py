@@ -3,6 +3,10 @@
 ``preprocess_to_arrays`` parses the text once (pass 1: count and write codes;
 pass 2: codes -> indices in place) and ``load_arrays`` opens the result; both
 return ``CriteoArrays``, whose ``dataset(part)`` serves a split to torch.
+
+Not here: the transforms it applies (`data.preprocessing`), text parsing
+(`data.reading`), the torch dataset it hands out (`data.datasets`), the choice to
+stream a run's file (`train.job`).
 """
 
 from __future__ import annotations

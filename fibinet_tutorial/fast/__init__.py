@@ -33,6 +33,10 @@ What each piece buys, and why the model uses it:
 On other devices (CUDA) the blocks fall back to PyTorch's own ops and the CPU
 settings are not applied, by design (tests/test_devices.py); the bilinear
 kernel runs on any device.
+
+Not here: the readable layers these pieces replace (`layers`), where FiBiNet++
+switches to `columns` (`models.fibinetpp`), the choice of bf16 or float32
+(`train.hparams.auto_precision`).
 """
 
 from .bilinear_kernel import bilinear_interaction, bilinear_pairs, row_offsets

@@ -3,6 +3,9 @@
 Each one casts its inputs itself, as autocast would cast the PyTorch op it
 replaces, and then runs with autocast off, so nothing inside it is cast twice;
 its backward runs in the dtypes it was written for.
+
+Not here: choosing bf16 or float32 (`train.hparams.auto_precision`), running
+training steps under autocast (`train.trainer.autocast_training`).
 """
 
 from __future__ import annotations

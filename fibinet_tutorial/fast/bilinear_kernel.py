@@ -23,6 +23,10 @@ benchmarks/RESULTS.md):
 Shapes: e `[S, F, d, N]`, weight `[S_w, n, d, d]` with S_w in {1, S} and
 n = 1, F or P = F(F-1)/2 for field_all, field_each and field_interaction.
 Pair p = (i, j) using matrix m gives `(v_i @ weight[m]) * v_j`.
+
+Not here: the layer and its readable loop (`layers.bilinear`), FiBiNet++'s Bilinear+
+(`layers.bilinear_plus`), the MLP's first layer that reads this output
+(`fast.blocks`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@
 Each computes the same numbers as the module it replaces (tests/test_fast.py)
 and falls back to it on other devices. `make bench` times each against
 PyTorch's own (benchmarks/RESULTS.md, "Building blocks").
+
+Not here: the MLP that uses `Linear` and `Dropout` (`layers.mlp`), the embeddings
+that use `lookup` (`layers.embedding`), the bilinear kernel
+(`fast.bilinear_kernel`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ backward with a few such passes; FieldBatchNorm is a plain `batch_norm` on
 
 Each function equals its layer's `forward` (tests/test_fibinetpp.py:
 outputs and gradients in float64). Shapes: x [F, d, B], B = batch.
+
+Not here: the readable layers (`layers.embedding`, `layers.senet`), where the model
+switches to this layout (`models.fibinetpp`), the bilinear kernel's own
+batch-innermost layout (`fast.bilinear_kernel`).
 """
 
 from __future__ import annotations

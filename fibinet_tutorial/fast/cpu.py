@@ -1,8 +1,13 @@
-"""CPU settings that make training faster (see the package docstring, `fast`).
+"""CPU settings that make training faster, Intel AMX detection and Adam's fused
+kernel (see the package docstring, `fast`).
 
 `training_settings` applies the ones training depends on, for the duration of
 training; the trainer (`train.CTRKerasModel.fit`, `train.train_one`) uses it,
 so a notebook, the command line and a user's own script train at one speed.
+
+Not here: core counts, default threads and memory available (`fast.machine`), the
+choice of bf16 (`train.hparams.auto_precision`), the kernels' autocast rules
+(`fast.autocast`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ when nobody chose one; `memory_available` is what the readers compare a file
 with before they read it into memory (`data.reading.check_fits_in_memory`).
 Both read Linux's own figures (sysfs, cgroups v1 and v2, /proc/meminfo) and
 fall back to what Python knows elsewhere.
+
+Not here: the settings that change the process, threads included (`fast.cpu`), the
+check that reads `memory_available` (`data.reading`), the `--threads` flag
+(`train.cli`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@
 - `mlp`: the deep part
 
 Shapes use B = batch, F = number of fields, d = d_embed,
-P = F*(F-1)/2 = number of field pairs. The speed-ups these call into live in
-`fibinet_tutorial.fast`.
+P = F*(F-1)/2 = number of field pairs.
+
+Not here: the models built from these (`models`), the hand-written kernels they call
+into (`fast`).
 """
 
 from .bilinear import (

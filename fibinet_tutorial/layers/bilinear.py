@@ -9,6 +9,10 @@ computes the same numbers with the hand-written kernel in
 
 Shapes use B = batch, F = number of fields, d = d_embed,
 P = F*(F-1)/2 = number of field pairs.
+
+Not here: the hand-written kernel behind `BilinearInteraction`
+(`fast.bilinear_kernel`), FiBiNet++'s Bilinear+ (`layers.bilinear_plus`), the FM/FFM
+pair terms (`layers.factorization`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ one gather (tests prove them equal, outputs and gradients).
 
 Shapes use B = batch, F = number of fields, d = d_embed,
 P = F*(F-1)/2 = number of field pairs, k = projection_dim.
+
+Not here: FiBiNET's bilinear layer and the weight shapes shared with it
+(`layers.bilinear`), SENet+ (`layers.senet`), the model and the authors'
+`projection_dim` (`models.fibinetpp`).
 """
 
 from __future__ import annotations

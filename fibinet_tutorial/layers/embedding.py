@@ -2,6 +2,10 @@
 per-category weights, and FiBiNet++'s normalisation of the embeddings.
 
 Shapes use B = batch, F = number of fields, d = d_embed.
+
+Not here: category values mapped to indices (`data.preprocessing`), the fast lookup
+(`fast.blocks`), the norms on the batch-innermost layout (`fast.columns`), the wide
+part assembled (`models.base`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@ vector per feature per other field). Notebook 2 builds up to the bilinear
 layer from these two.
 
 Shapes use B = batch, F = number of fields, d = d_embed.
+
+Not here: the FM model (`models.baselines`), FiBiNET's bilinear layer
+(`layers.bilinear`), the embeddings (`layers.embedding`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """The deep part: a multi-layer perceptron.
 
 x: [B, d_in] -> [B, d_out]
+
+Not here: the fast `Linear` and `Dropout` it uses (`fast.blocks`), the MLP's weight
+decay (`train.hparams.auto_mlp_weight_decay`, `train.trainer.decay_groups`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@
   richer squeeze, then a skip connection and a LayerNorm.
 
 x: [B, F, d] -> [B, F, d], B = batch, F = number of fields, d = d_embed.
+
+Not here: SENet+ on the batch-innermost layout (`fast.columns`), SENet's weights
+averaged over a data set (`train.evaluation.mean_field_importance`), their figures
+(`plots`).
 """
 
 from __future__ import annotations

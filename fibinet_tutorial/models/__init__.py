@@ -9,6 +9,9 @@
 
 Every model takes x = (x_num [B, n_num] float, x_cat [B, n_cat] long) and
 returns logits [B].
+
+Not here: the layers they are built from (`layers`), a model built from a config,
+saved or loaded (`train.checkpoints`), training (`train`).
 """
 
 from .base import CTRModel, count_non_embedding_parameters, count_parameters

@@ -9,6 +9,9 @@ category indices are checked on the CPU, and on other devices (a GPU) in
 evaluation only: reading a GPU's verdict back makes the CPU wait for the GPU,
 once per training step (`train.CTRKerasModel.fit` checks the first training
 rows on the CPU instead).
+
+Not here: the embedding layers (`layers.embedding`), the first-rows check before GPU
+training (`train.trainer`), a config turned into a model (`train.checkpoints`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ second-order term over all fields' embeddings; DeepFM adds an MLP that reads
 the same embeddings. Notebook 0 trains the three side by side.
 
 x = (x_num, x_cat) -> logits [B]; see `models.base` for the input.
+
+Not here: the FM pair term (`layers.factorization`), the wide part (`models.base`),
+FiBiNET (`models.fibinet`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Several copies of one model trained from different seeds, averaged."""
+"""Several copies of one model trained from different seeds, averaged.
+
+Not here: how many seeds a run trains (`train.hparams.auto_seeds`), training them
+(`train.job`).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """FiBiNET (Huang, Zhang & Zhang, RecSys 2019): the model of notebooks 3 and 4.
 
 x = (x_num, x_cat) -> logits [B]; see `models.base` for the input.
+
+Not here: its layers (`layers.senet`, `layers.bilinear`), the input and the wide
+part (`models.base`), FiBiNet++ (`models.fibinetpp`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ Built from the authors' TensorFlow code, `recommendation-algorithm/FiBiNet`:
 defaults), `fibinet/model/fibinet_model.py` (`get_model`, `get_embeddings`) and
 `fibinet/model/components/layers.py` (`SENETLayer`, `BilinearInteraction`).
 A reimplementation from what that code does; no line of it is copied.
+
+Not here: its layers (`layers.embedding`, `layers.senet`, `layers.bilinear_plus`),
+their batch-innermost kernels (`fast.columns`), the authors' settings beside ours
+(`train.hparams.authors_preset_table`).
 """
 
 from __future__ import annotations

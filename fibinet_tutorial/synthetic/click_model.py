@@ -5,6 +5,10 @@
 The package docstring (`fibinet_tutorial.synthetic`) describes the model; the
 constants below set it: which fields carry a main effect and how strong,
 which pairs interact, and the oracle AUC and positive rate it is scaled to.
+
+Not here: the column shapes and hex values (`synthetic.marginals`), the built-in
+file (`synthetic.default_data`), models compared with the oracle
+(`train.evaluation.comparison_table`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The built-in data file: generated once, reused while it still matches."""
+"""The built-in data file: generated once, reused while it still matches.
+
+Not here: the click model that writes the file (`synthetic.click_model`), reading
+and splitting it for training (`train.job.prepare_data`), the `--data-dir` flag
+(`train.cli`).
+"""
 
 from __future__ import annotations
 

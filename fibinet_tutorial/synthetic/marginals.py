@@ -4,6 +4,9 @@
 rows); `Zipf` draws category ranks with a Zipf-like law fitted to a field's
 cardinality and top-1 share; category values are written as 8 hex characters
 by a bijective hash of (field, rank), so a value can be decoded back to its rank.
+
+Not here: the labels (`synthetic.click_model`), real Criteo's row count and
+cardinalities after min-count (`criteo`).
 """
 
 from __future__ import annotations

@@ -4,16 +4,20 @@
 module named for its job:
 
 - `trainer`: `CTRKerasModel` (torchkeras's KerasModel for CTR),
-  `autocast_training`, `auto_precision`, `decay_groups`
-- `hparams`: `default_hparams` and the rules that adapt them to a file
-  (`resolve_hparams`, `auto_batch_size`, `auto_mlp_weight_decay`, `auto_seeds`),
-  and FiBiNet++'s authors' settings beside ours (`authors_preset_table`)
+  `autocast_training`, `decay_groups`, `weights_digest`
+- `hparams`: `default_hparams` and the rules that adapt them to a file or the
+  machine (`resolve_hparams`, `auto_batch_size`, `auto_mlp_weight_decay`,
+  `auto_seeds`, `auto_precision`), and FiBiNet++'s authors' settings beside
+  ours (`authors_preset_table`)
 - `checkpoints`: `model_config`, `build_model`, `save_model`, `load_model`,
   `load_trained`
 - `evaluation`: `predict_proba`, `evaluate`, `score`, `eval_loader`,
   `mean_field_importance`, `summarize`, `comparison_table`
 - `job`: `prepare_data`, `train_one`, `run` (what the command line runs)
 - `cli`: the command line, `python -m fibinet_tutorial.train --help`
+
+Not here: the models (`models`), the data pipeline (`data`), the CPU settings
+training applies (`fast.cpu`).
 """
 
 from .checkpoints import (

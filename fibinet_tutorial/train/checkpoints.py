@@ -4,6 +4,9 @@
 (the one place that does); `build_model` turns a config into a fresh model;
 `save_model` / `load_model` write and read `.pt` weights (loaded with
 `weights_only=True`) and the `.json` config beside them.
+
+Not here: training (`train.trainer`), the hyperparameters' defaults
+(`train.hparams`), the models themselves (`models`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ import torch
 from torch import nn
 
 from ..data import CAT_COLS, NUM_COLS, CriteoPreprocessor
-from ..models import FM, DeepFM, FiBiNET, FiBiNETPlusPlus, LogisticRegression, SeedEnsemble
+from ..models import (
+    FM,
+    DeepFM,
+    FiBiNET,
+    FiBiNETPlusPlus,
+    LogisticRegression,
+    SeedEnsemble,
+)
 
 MODELS = {
     "fibinet": FiBiNET,

@@ -7,6 +7,9 @@
 The last line of output is one strict JSON object (no NaN: an undefined
 metric is null; also written to OUT/metrics.json); errors end with one line
 `error: ...` and exit status 2.
+
+Not here: what the job does (`train.job`), the defaults its flags show
+(`train.hparams`), the error hints that name its flags (`data.schema`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Everything here runs the model in eval mode and float32, one large unshuffled
 batch at a time (`eval_loader`), on whatever device the model is on: each
 batch is copied there, the probabilities come back to the CPU.
+
+Not here: the metric formulas (`metrics`), training (`train.trainer`), the figures
+(`plots`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,12 @@
 
 `default_hparams` is what the CLI and the notebooks start from; None or "auto"
 there means "choose by the training-set size or the machine", which
-`resolve_hparams` does.
+`resolve_hparams` does. `authors_preset_table` sets FiBiNet++'s authors'
+settings beside ours.
+
+Not here: the flags (`train.cli`), FiBiNet++'s preset itself
+(`models.fibinetpp.AUTHORS_PRESET`), precision applied during training
+(`train.trainer.autocast_training`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 `prepare_data` reads, splits and preprocesses (in memory or streamed);
 `train_one` trains one model (or a seed ensemble) and scores it; `run` is what
 the command line (`train.cli`) calls.
+
+Not here: the training loop (`train.trainer`), the flags (`train.cli`), reading and
+preprocessing (`data`), the scores and tables (`train.evaluation`).
 """
 
 from __future__ import annotations

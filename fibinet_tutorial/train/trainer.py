@@ -1,10 +1,15 @@
 """The trainer: torchkeras's `KerasModel` for CTR, on top of accelerate.
 
 `CTRKerasModel` trains any model here with BCE on logits, early stopping on
-exact validation metrics, optional bf16 autocast (`autocast_training`,
-`auto_precision`) and weight decay where it helps (`decay_groups`), on one
-CPU, one GPU or several processes (`accelerate launch`). Evaluation lives in
-`train.evaluation`, the defaults in `train.hparams`.
+exact validation metrics, optional bf16 autocast (`autocast_training`) and
+weight decay where it helps (`decay_groups`), on one CPU, one GPU or several
+processes (`accelerate launch`); its `fit` applies the CPU settings training
+depends on while it runs. Also here: `training_device` (where `fit` trains)
+and `weights_digest` (equal digests, equal models).
+
+Not here: evaluation (`train.evaluation`), the defaults and `auto_precision`
+(`train.hparams`), the CPU settings `fit` applies (`fast.cpu.training_settings`),
+the whole job (`train.job`).
 """
 
 from __future__ import annotations
