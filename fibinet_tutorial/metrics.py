@@ -1,4 +1,5 @@
-"""Exact, vectorised AUC and log loss, and torchkeras-style metric objects.
+"""Exact, vectorised AUC and log loss, a rank correlation (`spearman`), and
+torchkeras-style metric objects.
 
 torchkeras's own AUC bins the scores and loops in Python; these compute the
 exact values (ties count one half, as in scikit-learn) with one sort.
@@ -11,6 +12,7 @@ monitors (`train.hparams.MONITORS`), the reliability figure
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 
@@ -35,6 +37,13 @@ def roc_auc(y_true, y_score) -> float:
     ranks = np.repeat(avg_rank, ends - starts)
     rank_sum_pos = ranks[y[order] == 1].sum()
     return float((rank_sum_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def spearman(a, b) -> float:
+    """Rank correlation of two equal-length sequences (ties get mean ranks)."""
+    ra = pd.Series(np.asarray(a, dtype=float)).rank().to_numpy()
+    rb = pd.Series(np.asarray(b, dtype=float)).rank().to_numpy()
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def log_loss(y_true, p, eps: float = 1e-7) -> float:

@@ -1,10 +1,9 @@
-"""Figures for the notebooks and the main job (matplotlib, made by code), and
-two helpers of the SENet-versus-truth figure: `field_strengths` (how strongly
-the known click model uses each field) and `spearman` (rank correlation).
+"""Figures for the notebooks and the main job (matplotlib, made by code).
 
-Not here: the metrics plotted (`metrics`), SENet's mean weights
-(`train.evaluation.mean_field_importance`), the known click model
-(`synthetic.click_model`).
+Not here: the metrics plotted (`metrics`, with `metrics.spearman` for SENet
+versus the truth), SENet's mean weights
+(`train.evaluation.mean_field_importance`), how strongly the known click model
+uses each field (`synthetic.click_model.SyntheticCriteo.field_strengths`).
 """
 
 from __future__ import annotations
@@ -287,22 +286,6 @@ def save_run_figures(
         paths.append(out_dir / "field_importance.png")
         plot_field_importance(weights, strengths).savefig(paths[-1], dpi=110)
     return paths
-
-
-def field_strengths(truth) -> dict[str, float]:
-    """How strongly the true click model uses each field: main + interactions."""
-    strengths = dict(truth.main_effects)
-    for a, b, s in truth.interactions:
-        strengths[a] = strengths.get(a, 0.0) + s
-        strengths[b] = strengths.get(b, 0.0) + s
-    return strengths
-
-
-def spearman(a, b) -> float:
-    """Rank correlation of two equal-length sequences (no ties correction)."""
-    ra = pd.Series(np.asarray(a, dtype=float)).rank().to_numpy()
-    rb = pd.Series(np.asarray(b, dtype=float)).rank().to_numpy()
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def plot_parameter_comparison(counts: pd.DataFrame, ax=None) -> Figure:

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from scipy.stats import spearmanr
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from fibinet_tutorial.metrics import AUC, LogLoss, log_loss, roc_auc
+from fibinet_tutorial.metrics import AUC, LogLoss, log_loss, roc_auc, spearman
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -60,3 +61,11 @@ def test_log_loss_from_extreme_logits_is_finite():
     ll = LogLoss()
     ll(torch.tensor([80.0, -80.0]), torch.tensor([0.0, 1.0]))
     assert abs(ll.compute().item() - 80.0) < 1e-6
+
+
+def test_spearman_equals_scipy_with_ties():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, 50)  # many ties
+    b = a + rng.normal(size=50)
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+    assert spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)

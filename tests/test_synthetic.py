@@ -113,6 +113,11 @@ def test_effects_noise_fields_and_interactions(world):
     }
     assert all(s > 0 for _, _, s in world.interactions)
     json.dumps(world.summary())  # plain numbers, for docs and notebooks
+    strengths = world.field_strengths()  # main effect + the interactions it is in
+    a, b, s = world.interactions[0]
+    in_pairs = sum(t for x, y, t in world.interactions if a in (x, y))
+    assert strengths[a] == pytest.approx(effects[a] + in_pairs)
+    assert all(strengths[f] == 0 for f in noise)
 
 
 def test_a_noise_field_carries_no_signal(world, rows):

@@ -260,6 +260,15 @@ class SyntheticCriteo:
         """(field a, field b, std of their interaction term in logits)."""
         return [(a, b, self._alpha * s) for a, b, s in INTERACTIONS]
 
+    def field_strengths(self) -> dict[str, float]:
+        """Field -> how strongly the click model uses it: the std of its main
+        effect plus the stds of the interactions it takes part in (logits)."""
+        strengths = dict(self.main_effects)
+        for a, b, s in self.interactions:
+            strengths[a] += s
+            strengths[b] += s
+        return strengths
+
     @property
     def informative_fields(self) -> list[str]:
         """Fields with a main effect or an interaction; the rest are pure noise."""

@@ -298,7 +298,7 @@ def run(args) -> dict | None:
         net = trained["fibinet"]["net"]
         weights = mean_field_importance(net, eval_loader(prepared["ds_val"]))
         if prepared["truth"] is not None:
-            strengths = plots.field_strengths(prepared["truth"])
+            strengths = prepared["truth"].field_strengths()
     histories = {name: t["history"] for name, t in trained.items()}
     plots.save_run_figures(histories, out_dir, weights, strengths)
     print()
