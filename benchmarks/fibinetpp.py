@@ -69,6 +69,12 @@ ABLATION = {
         {},
         "no wide part: the authors' FiBiNet++",
     ),
+    "no_cat_norm": (
+        "FiBiNet++ without the categorical BatchNorm",
+        "fibinetpp",
+        {"cat_norm": False},
+        "FiBiNet++ with the categorical embeddings left as they are",
+    ),
     "no_num_norm": (
         "FiBiNet++ without the numeric LayerNorm",
         "fibinetpp",
@@ -76,7 +82,29 @@ ABLATION = {
         "FiBiNet++ with x v left as it is, so the numeric value's size reaches "
         "the model",
     ),
+    "no_num_norm_wide": (
+        "FiBiNet++ without the numeric LayerNorm, with a wide part",
+        "fibinetpp",
+        {"num_norm": False, "wide": True},
+        "the row above plus a wide part, where each numeric value also enters "
+        "linearly",
+    ),
 }
+# The rows up to FiBiNet++ are the path, each compared with the row above;
+# the rows after it change one switch of the row named here.
+COMPARED_WITH = {
+    "no_cat_norm": "fibinetpp",
+    "no_num_norm": "fibinetpp",
+    "no_num_norm_wide": "no_num_norm",
+}
+
+
+def compared_with(keys: list[str]) -> dict[str, str]:
+    """Row -> the row it changes one thing of (the first row: none)."""
+    return {
+        key: COMPARED_WITH.get(key, before)
+        for before, key in zip(keys, keys[1:])
+    }
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -124,8 +152,9 @@ def page(report: dict) -> str:
         f"every row trained with `train.default_hparams()` from seeds "
         f"{report['seeds']} ({report['precision']} training steps, "
         f"{report['threads']} threads, {report['cpu']}); test metrics as mean ± sd "
-        "over the seeds. Each row makes one change to the row above it "
-        "(`models.FiBiNETPlusPlus`'s switches). Non-embedding parameters: all but "
+        "over the seeds. Down to FiBiNet++, each row makes one change to the row "
+        "above it; the rows after it are FiBiNet++ with the changes their titles "
+        "name (`models.FiBiNETPlusPlus`'s switches). Non-embedding parameters: all but "
         "the per-category tables, with Criteo's 39 fields (13 numeric, 26 "
         "categorical); seconds per epoch: mean over the seeds' epochs.",
         "",
@@ -150,6 +179,17 @@ def page(report: dict) -> str:
     ]
     rows = report["rows"]
     lines += [f"- **{r['title']}**: {r['definition']}." for r in rows.values()]
+    changes = [
+        (r, rows[r["compared_with"]]) for r in rows.values() if "compared_with" in r
+    ]
+    if changes:
+        lines += ["", "What each change does to the mean test AUC:", ""]
+        lines += [
+            f"- {r['title']} vs {base['title']}: "
+            f"{r['test_auc_mean'] - base['test_auc_mean']:+.4f} (sd up to "
+            f"{max(r['test_auc_sd'], base['test_auc_sd']):.4f})"
+            for r, base in changes
+        ]
     if "fibinet" in rows and "fibinetpp" in rows:
         auc = rows["fibinetpp"]["test_auc_mean"]
         lines += [
@@ -171,7 +211,14 @@ def main():
     )
     parser.add_argument("--json", default=str(HERE / "fibinetpp.json"))
     parser.add_argument("--out", default="runs/bench_fibinetpp")
+    parser.add_argument(
+        "--page", action="store_true", help="only print the page of --json again"
+    )
     args = parser.parse_args()
+    if args.page:
+        report = json.loads(Path(args.json).read_text())
+        print(page(report) + report.get("small_files_page", ""), end="")
+        return
     torch.set_num_threads(2)
     keep_freed_memory()
     flush_denormals()
@@ -181,6 +228,8 @@ def main():
     start = time.perf_counter()
     keys = args.only or list(ABLATION)
     rows = {key: run_row(key, prepared, seeds, out_dir) for key in keys}
+    for key, base in compared_with(keys).items():
+        rows[key]["compared_with"] = base
     report = {
         "date": str(date.today()),
         "seeds": seeds,
@@ -216,7 +265,8 @@ def main():
             "",
         ]
         report["small_files"] = compare("fibinetpp", args.small, small.append)
-        text += "\n".join(small) + "\n"
+        report["small_files_page"] = "\n".join(small) + "\n"
+        text += report["small_files_page"]
     report["minutes"] = (time.perf_counter() - start) / 60
     Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     print(text, end="")

@@ -101,7 +101,10 @@ def page(results: dict) -> str:
         "s / epoch | non-embedding parameters | parameters |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, m in models.items():
+    # best first, so that each pair below is a step down the table
+    names = sorted(models, key=lambda n: -models[n]["test_auc_mean"])
+    for name in names:
+        m = models[name]
         lines.append(
             f"| {train.MODEL_TITLES.get(name, name)} "
             f"| {m['test_auc_mean']:.4f} ± {m['test_auc_sd']:.4f} "
@@ -116,7 +119,6 @@ def page(results: dict) -> str:
         f"| {oracle['test_logloss']:.4f} ± {oracle['test_logloss_sd']:.4f} "
         "| 0 | | | | |"
     )
-    names = list(models)
     lines += ["", "Test AUC differences on the same split (mean ± sd over seeds):", ""]
     for a, b in zip(names, names[1:]):
         diffs = [
@@ -129,7 +131,8 @@ def page(results: dict) -> str:
             f"({', '.join(f'{d:+.4f}' for d in diffs)})"
         )
     lines += ["", "Per seed (test AUC / test log loss / epochs):", ""]
-    for name, m in models.items():
+    for name in names:
+        m = models[name]
         cells = [
             f"seed {r['seed']}: {r['test_auc']:.4f} / {r['test_logloss']:.4f} / "
             f"{r['epochs_run']}"
@@ -145,7 +148,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=JSON)
+    parser.add_argument(
+        "--page", action="store_true", help="only print the page of --json again"
+    )
     args = parser.parse_args()
+    if args.page:
+        print(page(json.loads(args.json.read_text())))
+        return
     unknown = sorted(set(args.models) - set(train.MODELS))
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {list(train.MODELS)}")
