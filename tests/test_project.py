@@ -59,3 +59,20 @@ def test_ci_runs_make_test_and_readme_shows_both_commands():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
+
+
+def test_readme_benchmark_figures_are_on_their_pages():
+    # each row of README's "What the benchmarks measured" quotes a generated page:
+    # every number it quotes must still be there, so a rerun cannot leave it stale
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## What the benchmarks measured")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if "](benchmarks/" in line]
+    assert len(rows) >= 5
+    for row in rows:
+        figure = row.split(" | ")[1]
+        page_name = re.search(r"\]\((benchmarks/[A-Z_]+\.md)\)", row).group(1)
+        page = (ROOT / page_name).read_text()
+        numbers = re.findall(r"[+-]?\d+\.\d+x?", figure)
+        assert numbers, row
+        missing = [n for n in numbers if n not in page]
+        assert not missing, f"{page_name} no longer shows {missing} ({row[:60]}...)"
