@@ -84,7 +84,6 @@ def test_readme_quick_start_runs(tmp_path):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Use it from Python", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    code = "import torch; torch.set_num_threads(1)\n" + code
     proc = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,
