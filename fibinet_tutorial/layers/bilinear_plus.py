@@ -7,7 +7,7 @@ number per pair, and then a linear layer projects the P numbers down to
 `projection_dim` (50 in the authors' code). That projection, with nothing
 non-linear between it and the MLP's first layer, is the "Low Rank Layer" of
 the CIKM 2023 paper: the two together are a rank-50 factorisation of what
-would otherwise be one wide layer reading all P numbers (notebook 5, §3).
+would otherwise be one wide layer reading all P numbers (notebook 5, section 5.2.3).
 
 `BilinearPlusLoop` is the formula as it reads (a loop over pairs);
 `BilinearPlus` computes the same numbers with one batched matrix product and
