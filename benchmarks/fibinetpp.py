@@ -28,7 +28,6 @@ from bench_layers import cpu_name  # the scripts beside this one
 from small_files import compare
 
 from fibinet_tutorial import train
-from fibinet_tutorial.fast import flush_denormals, keep_freed_memory
 from fibinet_tutorial.models import count_non_embedding_parameters
 
 HERE = Path(__file__).resolve().parent
@@ -219,9 +218,7 @@ def main():
         report = json.loads(Path(args.json).read_text())
         print(page(report) + report.get("small_files_page", ""), end="")
         return
-    torch.set_num_threads(2)
-    keep_freed_memory()
-    flush_denormals()
+    torch.set_num_threads(2)  # train_one sets the rest
     out_dir = Path(args.out)
     prepared = train.prepare_data(rows=args.rows, data_dir=out_dir / "data")
     seeds = list(range(args.seeds))

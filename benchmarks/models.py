@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 
 from fibinet_tutorial import train
-from fibinet_tutorial.fast import flush_denormals, keep_freed_memory
 from fibinet_tutorial.models import count_non_embedding_parameters
 
 JSON = Path(__file__).with_name("models.json")
@@ -158,9 +157,7 @@ def main() -> None:
     unknown = sorted(set(args.models) - set(train.MODELS))
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {list(train.MODELS)}")
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()
-    flush_denormals()
+    torch.set_num_threads(args.threads)  # train_one sets the rest
     hparams = train.default_hparams()
     runs = {name: [] for name in args.models}
     oracles = []

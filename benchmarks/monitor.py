@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from fibinet_tutorial import train
-from fibinet_tutorial.fast import flush_denormals, keep_freed_memory
 
 
 class EpochScores:
@@ -72,9 +71,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()
-    flush_denormals()
+    torch.set_num_threads(args.threads)  # train_one sets the rest
     prepared = train.prepare_data(data_dir="data")
     defaults = train.default_hparams()
     patience, epochs = defaults["patience"], defaults["epochs"]

@@ -21,7 +21,6 @@ import argparse
 import torch
 
 from fibinet_tutorial import data, train
-from fibinet_tutorial.fast import flush_denormals
 from fibinet_tutorial.synthetic import SyntheticCriteo
 
 SAMPLES = 3
@@ -116,8 +115,7 @@ def main():
     parser.add_argument("--rows", type=int, nargs="+", default=sizes)
     parser.add_argument("--model", default="fibinet", choices=["fibinet", "fibinetpp"])
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    flush_denormals()
+    torch.set_num_threads(2)  # train_one sets the rest
     compare(args.model, args.rows, emit=lambda line: print(line, flush=True))
 
 
